@@ -1,0 +1,70 @@
+"""Exact maximum-weight bipartite b-matching of requests (rows) to capacitated agents (columns).
+
+Each agent i is expanded into ``min(capacity[i], usable pairs of i)`` identical slot
+columns, and the rectangular assignment problem is solved exactly with scipy's
+``linear_sum_assignment`` (a shortest-augmenting-path Jonker-Volgenant solver). Pairs that
+are forbidden (NaN / -inf) or have welfare <= 0 get weight 0 in the expanded matrix, which
+is the same as leaving the request unmatched, so the optimum maximises total welfare and
+never trades welfare for a larger number of matches (the defect of a min-cost *max*-flow).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.optimize import linear_sum_assignment
+
+from mercato.mechanisms.validation import as_capacity, as_matrix
+
+
+@dataclass(frozen=True)
+class Matching:
+    """Result of :func:`solve_bmatching`: ``assignment[j]`` is request j's agent or -1."""
+
+    assignment: NDArray[np.int64]
+    welfare: float
+
+
+def usable_weights(welfare: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Welfare with forbidden and non-positive pairs set to 0 (never worth using)."""
+    clean = np.where(np.isnan(welfare), 0.0, welfare)
+    return np.maximum(clean, 0.0)
+
+
+def solve_usable(weights: NDArray[np.float64], capacity: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Optimal assignment for validated non-negative ``weights``; pairs of weight 0 are unused."""
+    n, m = weights.shape
+    assignment = np.full(n, -1, dtype=np.int64)
+    if n == 0 or m == 0:
+        return assignment
+    positive = weights > 0.0
+    slots = np.minimum(capacity, positive.sum(axis=0))
+    if slots.sum() == 0:
+        return assignment
+    slot_agent = np.repeat(np.arange(m), slots)
+    expanded = weights[:, slot_agent]
+    rows, cols = linear_sum_assignment(expanded, maximize=True)
+    agents = slot_agent[cols]
+    used = positive[rows, agents]
+    assignment[rows[used]] = agents[used]
+    return assignment
+
+
+def solve_bmatching(welfare: ArrayLike, capacity: ArrayLike) -> Matching:
+    """Maximise total welfare: each request gets at most one agent, agent i at most capacity[i].
+
+    ``welfare`` is (N requests, M agents); NaN or -inf marks a forbidden pair and a pair with
+    welfare <= 0 is never used. Raises ValueError on malformed input.
+    """
+    w = as_matrix("welfare", welfare, allow_nan=True, allow_neg_inf=True)
+    cap = as_capacity(capacity, w.shape[1])
+    assignment = solve_usable(usable_weights(w), cap)
+    return Matching(assignment=assignment, welfare=matched_welfare(w, assignment))
+
+
+def matched_welfare(welfare: NDArray[np.float64], assignment: NDArray[np.int64]) -> float:
+    """Total welfare of the matched pairs of ``assignment``."""
+    rows = np.flatnonzero(assignment >= 0)
+    return float(welfare[rows, assignment[rows]].sum())
