@@ -24,12 +24,15 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object in
 SeedOption = Annotated[int, typer.Option(help="Seed for the generated instances.")]
 
 
-@app.callback()
-def main(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False
-         ) -> None:
+@app.callback(invoke_without_command=True)
+def main(ctx: typer.Context,
+         version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False) -> None:
     """mercato: auctions with truthful prices, cache-aware routing, reproducible evidence."""
     if version:
         typer.echo(__version__)
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
         raise typer.Exit()
 
 

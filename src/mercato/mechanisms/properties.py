@@ -57,8 +57,9 @@ def buyer_utilities(values: NDArray[np.float64], outcome: AuctionOutcome) -> NDA
 def _misreports(row: NDArray[np.float64], scales: Sequence[float],
                 shifts: Sequence[float]) -> list[tuple[str, NDArray[np.float64]]]:
     finite = np.isfinite(row)
-    out = [(f"x{s:g}", np.where(finite, row * s, row)) for s in scales]
-    out += [(f"{d:+.3g}", np.where(finite, row + d, row)) for d in shifts]
+    base = np.where(finite, row, 0.0)  # forbidden pairs (NaN / -inf) stay forbidden in every report
+    out = [(f"x{s:g}", np.where(finite, base * s, row)) for s in scales]
+    out += [(f"{d:+.3g}", np.where(finite, base + d, row)) for d in shifts]
     return out
 
 

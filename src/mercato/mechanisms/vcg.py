@@ -23,6 +23,8 @@ from mercato.mechanisms.validation import as_capacity, as_matrix, same_shape
 
 # Improvements smaller than this are float noise, not a better chain (welfare values are O(1)-O(1e3)).
 _TOLERANCE = 1e-12
+# Longest run of one agent's requests reduced rank by rank before falling back to reduceat.
+_LAYERED_MAX_RUN = 32
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ def slot_values(weights: NDArray[np.float64], assignment: NDArray[np.int64]) -> 
     gain -= gain[np.arange(rows.size), owners][:, None]
     starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
     sources = owners[starts]
-    edges = np.maximum.reduceat(gain, starts, axis=0)
+    edges = _group_max(gain, starts)
     edges[np.arange(sources.size), sources] = -np.inf
     value = base.copy()
     for _ in range(m):
@@ -95,6 +97,23 @@ def slot_values(weights: NDArray[np.float64], assignment: NDArray[np.int64]) -> 
             break
         value = np.maximum(value, relaxed)
     return value
+
+
+def _group_max(rows: NDArray[np.float64], starts: NDArray[np.intp]) -> NDArray[np.float64]:
+    """Column-wise max of each run of consecutive rows beginning at ``starts``.
+
+    ``np.maximum.reduceat`` pays a per-run overhead that dominates when runs are short (an
+    agent holds at most its few slots), so short runs are reduced one rank at a time instead.
+    """
+    sizes = np.diff(np.r_[starts, rows.shape[0]])
+    longest = int(sizes.max())
+    if longest > _LAYERED_MAX_RUN:
+        return np.maximum.reduceat(rows, starts, axis=0)
+    out = rows[starts].copy()
+    for rank in range(1, longest):
+        groups = np.flatnonzero(sizes > rank)
+        out[groups] = np.maximum(out[groups], rows[starts[groups] + rank])
+    return out
 
 
 def outcome_from(welfare: NDArray[np.float64], costs: NDArray[np.float64],
