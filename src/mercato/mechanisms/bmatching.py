@@ -6,6 +6,12 @@ columns, and the rectangular assignment problem is solved exactly with scipy's
 are forbidden (NaN / -inf) or have welfare <= 0 get weight 0 in the expanded matrix, which
 is the same as leaving the request unmatched, so the optimum maximises total welfare and
 never trades welfare for a larger number of matches (the defect of a min-cost *max*-flow).
+
+Exact pruning: request j never needs more than its best agents whose slots add up to N. Had
+j an optimal agent outside that set T, the other N - 1 requests could not fill T's N slots, so
+j could move to a free agent of T at no loss. Agents outside every request's T are dropped
+before solving; in real markets, where every buyer prefers the same cheap backends, that
+removes about half the columns (and the solver's time) without changing the optimum.
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import linear_sum_assignment
 
 from mercato.mechanisms.validation import as_capacity, as_matrix
+
+# Pruning costs a sort of the welfare matrix: worth it only for larger batches that lose agents.
+_PRUNE_MIN_REQUESTS = 48
+_PRUNE_MIN_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -43,13 +53,28 @@ def solve_usable(weights: NDArray[np.float64], capacity: NDArray[np.int64]) -> N
     slots = np.minimum(capacity, positive.sum(axis=0))
     if slots.sum() == 0:
         return assignment
-    slot_agent = np.repeat(np.arange(m), slots)
+    agents_kept = _sufficient_agents(weights, slots)
+    slot_agent = np.repeat(agents_kept, slots[agents_kept])
     expanded = weights[:, slot_agent]
     rows, cols = linear_sum_assignment(expanded, maximize=True)
     agents = slot_agent[cols]
     used = positive[rows, agents]
     assignment[rows[used]] = agents[used]
     return assignment
+
+
+def _sufficient_agents(weights: NDArray[np.float64], slots: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Agents that are among some request's best agents holding N slots (see module doc)."""
+    n, m = weights.shape
+    everyone = np.arange(m)
+    if n < _PRUNE_MIN_REQUESTS or slots.sum() <= n:
+        return everyone
+    order = np.argsort(-weights, axis=1)
+    needed = (np.cumsum(slots[order], axis=1) < n).sum(axis=1) + 1  # best agents holding n slots
+    keep = np.zeros(m, dtype=bool)
+    for k in np.unique(needed):
+        keep[order[needed == k, :k].ravel()] = True
+    return everyone[keep] if keep.sum() < _PRUNE_MIN_SHARE * m else everyone
 
 
 def solve_bmatching(welfare: ArrayLike, capacity: ArrayLike) -> Matching:

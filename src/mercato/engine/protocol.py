@@ -1,0 +1,124 @@
+"""OpenAI chat-completions wire format as vLLM speaks it: request parsing, responses, errors.
+
+Bad input becomes an :class:`ApiError` carrying vLLM's error body
+(``{"object": "error", "message", "type", "param", "code"}``) with a 4xx status, so that a
+client, or the gateway, sees from the simulated engine the same shapes a real vLLM returns.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mercato.engine.core import EngineResult
+
+
+class ApiError(Exception):
+    """A client error to answer with vLLM's error body."""
+
+    def __init__(self, message: str, status: int = 400, kind: str = "BadRequestError") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.kind = kind
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error object."""
+        return {"object": "error", "message": self.message, "type": self.kind, "param": None,
+                "code": self.status}
+
+
+class StreamOptions(BaseModel):
+    """``stream_options``: only ``include_usage`` changes what the engine sends."""
+
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class MercatoExtension(BaseModel):
+    """The ``"mercato"`` body extension; the engine reads the workload domain and gold answer."""
+
+    model_config = ConfigDict(extra="allow")  # bid, delta, deadline_ms are for the gateway
+    domain: str = "default"
+    gold_answer: str | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """The fields of ``POST /v1/chat/completions`` the engine uses; other OpenAI ones are accepted."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    n: int = 1
+    mercato: MercatoExtension | None = None
+
+    @property
+    def token_limit(self) -> int | None:
+        """``max_completion_tokens`` (the newer name) or ``max_tokens``."""
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+
+def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
+    """Decode and validate a request body; ApiError (400) says what is wrong."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(f"Malformed JSON body: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError("The request body must be a JSON object")
+    try:
+        request = ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:3])
+        raise ApiError(f"Invalid request: {problems}") from None
+    if request.n != 1:
+        raise ApiError(f"n must be 1 for the simulated engine, got {request.n}")
+    return request
+
+
+def usage(result: EngineResult) -> dict[str, Any]:
+    """The usage object, with vLLM's ``prompt_tokens_details.cached_tokens``."""
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": result.cached_tokens},
+    }
+
+
+def _envelope(kind: str, response_id: str, model: str, created: int) -> dict[str, Any]:
+    """The fields every completion object and chunk starts with."""
+    return {"id": response_id, "object": kind, "created": created, "model": model}
+
+
+def completion_body(result: EngineResult, response_id: str, model: str, created: int) -> dict[str, Any]:
+    """A non-streaming ``chat.completion`` object."""
+    choice = {"index": 0, "message": {"role": "assistant", "content": result.text}, "logprobs": None,
+              "finish_reason": result.finish_reason}
+    return {**_envelope("chat.completion", response_id, model, created), "choices": [choice],
+            "usage": usage(result)}
+
+
+def chunk_body(response_id: str, model: str, created: int, delta: dict[str, Any],
+               finish_reason: str | None = None) -> dict[str, Any]:
+    """One ``chat.completion.chunk`` with a single choice."""
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    return {**_envelope("chat.completion.chunk", response_id, model, created), "choices": [choice]}
+
+
+def usage_chunk_body(result: EngineResult, response_id: str, model: str, created: int) -> dict[str, Any]:
+    """The final chunk sent with ``stream_options.include_usage``: no choices, only usage."""
+    return {**_envelope("chat.completion.chunk", response_id, model, created), "choices": [],
+            "usage": usage(result)}
+
+
+def sse(data: dict[str, Any] | str) -> str:
+    """One server-sent event line pair."""
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"

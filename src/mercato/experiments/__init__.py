@@ -1,0 +1,1 @@
+"""One module per paper result; each writes CSV/JSON, PNG plots and a markdown report under results/."""

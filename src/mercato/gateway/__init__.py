@@ -1,0 +1,1 @@
+"""The IEMAS proxy hub: a framework-free Router core plus the live FastAPI app around it."""

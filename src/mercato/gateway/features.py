@@ -1,0 +1,52 @@
+"""Per-(request, backend) feature tensor of a micro-batch (IEMAS Eq. 5), all numeric.
+
+Numeric quantities stay numeric (the IEMAS reference code one-hot encoded them, so its trees
+could not learn that latency grows with prompt length or load); only the domain, a true
+category, is one-hot. Units are chosen so that every column is O(1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+DOMAINS: tuple[str, ...] = ("coqa", "quac", "hotpotqa")
+NAMES: tuple[str, ...] = (
+    "prompt_ktok",      # prompt tokens / 1000
+    "uncached_ktok",    # prompt tokens not covered by the ledger's prefix / 1000
+    "affinity",         # lcp / prompt length, IEMAS Eq. 4
+    "turn",             # 1-based turn within the session
+    "max_htok",         # requested max tokens / 100
+    "router_inflight",  # requests in flight at the hub
+    "router_rate",      # hub arrivals per second over the last second
+    "backend_inflight",
+    "backend_rate",
+    "capacity",
+    "utilisation",      # backend in-flight / capacity
+    *(f"domain_{d}" for d in DOMAINS),
+)
+N_FEATURES = len(NAMES)
+
+
+def batch_features(prompt_tokens: NDArray[np.float64], turns: NDArray[np.float64],
+                   max_tokens: NDArray[np.float64], domains: list[str | None],
+                   affinity: NDArray[np.float64], router_inflight: float, router_rate: float,
+                   backend_inflight: NDArray[np.float64], backend_rate: NDArray[np.float64],
+                   capacity: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(N, M, F) features; request quantities have shape (N,), backend ones (M,), affinity (N, M)."""
+    n, m = affinity.shape
+    x = np.empty((n, m, N_FEATURES))
+    x[:, :, 0] = (prompt_tokens / 1000.0)[:, None]
+    x[:, :, 1] = x[:, :, 0] * (1.0 - affinity)
+    x[:, :, 2] = affinity
+    x[:, :, 3] = turns[:, None]
+    x[:, :, 4] = (max_tokens / 100.0)[:, None]
+    x[:, :, 5] = router_inflight
+    x[:, :, 6] = router_rate
+    x[:, :, 7] = backend_inflight[None, :]
+    x[:, :, 8] = backend_rate[None, :]
+    x[:, :, 9] = capacity[None, :]
+    x[:, :, 10] = (backend_inflight / np.maximum(capacity, 1.0))[None, :]
+    onehot = np.array([[d == name for name in DOMAINS] for d in domains], dtype=np.float64)
+    x[:, :, 11:] = onehot.reshape(n, 1, len(DOMAINS)) if n else 0.0
+    return x

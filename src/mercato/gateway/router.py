@@ -1,0 +1,345 @@
+"""The Router core: micro-batch -> features -> predictions -> policy -> decisions -> feedback.
+
+No web framework and no clock of its own: callers pass ``now`` (wall seconds live, virtual
+seconds in-process), so the same object runs behind FastAPI and inside experiments.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mercato.engine.chat import END, GENERATION_PROMPT
+from mercato.gateway.features import DOMAINS, batch_features
+from mercato.gateway.policies import BatchContext, Policy, make_policy
+from mercato.gateway.predictors import PredictorBank, PredictorSettings
+from mercato.gateway.prefix import PrefixLedger
+from mercato.gateway.quality import QualityTracker
+from mercato.gateway.types import (
+    AccountingStore,
+    BackendSpec,
+    Decision,
+    LedgerRecord,
+    Observation,
+    RouteRequest,
+)
+from mercato.gateway.valuation import ValuationSettings, buyer_values, realised_value
+
+_RATE_WINDOW_S = 1.0
+MAX_FAILOVER = 3  # alternates tried after the primary backend
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    """Knobs of the Router core (the YAML config maps onto these)."""
+
+    valuation: ValuationSettings = field(default_factory=ValuationSettings)
+    predictor: PredictorSettings = field(default_factory=PredictorSettings)
+    max_sessions_per_backend: int = 50_000
+    seed: int = 0
+
+
+@dataclass
+class _Pending:
+    """What the router remembers about a routed request until it finishes."""
+
+    features: NDArray[np.float64]  # (M, F)
+    affinity: NDArray[np.float64]  # (M,)
+    latency: NDArray[np.float64]  # (M,) predictions at decision time
+    cost: NDArray[np.float64]
+    quality: NDArray[np.float64]
+    started: set[int] = field(default_factory=set)
+
+
+@dataclass
+class RouterTotals:
+    """Running totals for reports: sums over finished requests."""
+
+    requests: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    cost: float = 0.0
+    payments: float = 0.0
+    surplus: float = 0.0
+    welfare: float = 0.0
+    correct: int = 0
+    judged: int = 0
+    hit_rate_sum: float = 0.0
+
+
+class Router:
+    """Routes micro-batches with one policy and learns from every finished request."""
+
+    def __init__(
+        self,
+        backends: list[BackendSpec],
+        policy: str | Policy = "auction",
+        settings: RouterSettings | None = None,
+        accounting: AccountingStore | None = None,
+    ) -> None:
+        if not backends:
+            raise ValueError("a router needs at least one backend")
+        names = [b.name for b in backends]
+        if len(set(names)) != len(names):
+            raise ValueError(f"backend names must be unique, got {names}")
+        self.backends = list(backends)
+        self.names = names
+        self.index = {n: i for i, n in enumerate(names)}
+        self.settings = settings or RouterSettings()
+        self.policy = (
+            make_policy(policy, len(backends), self.settings.seed) if isinstance(policy, str) else policy
+        )
+        self.accounting = accounting
+        self.ledger = PrefixLedger(names, self.settings.max_sessions_per_backend)
+        self.predictors = PredictorBank(self.backends, self.settings.predictor)
+        self.quality = QualityTracker()
+        self.healthy = np.ones(len(backends), dtype=bool)
+        self.inflight = np.zeros(len(backends))
+        self.capacity = np.array([b.capacity for b in backends], dtype=np.int64)
+        self._models = np.array([b.model for b in backends])
+        self._arrivals: deque[float] = deque()
+        self._dispatches: list[deque[float]] = [deque() for _ in backends]
+        self._pending: dict[str, _Pending] = {}
+        self._rng = np.random.default_rng(self.settings.seed)
+        self.totals = RouterTotals()
+
+    # ---- routing -------------------------------------------------------------------------
+    def route(self, batch: list[RouteRequest], now: float) -> list[Decision]:
+        """Decide a ranked backend list and a price for every request of the micro-batch."""
+        if not batch:
+            return []
+        for _ in batch:
+            self._arrivals.append(now)
+        self._expire(now)
+        ctx, features = self._context(batch, now)
+        alloc = self.policy.allocate(ctx)
+        welfare = ctx.welfare
+        candidates = self._candidates(welfare, ctx.allowed)
+        decisions = []
+        for i, req in enumerate(batch):
+            primary = int(alloc.assignment[i])
+            ranked = self._ranking(primary, candidates[i], ctx.allowed[i])
+            p = ctx.predictions
+            self._pending[req.request_id] = _Pending(
+                features[i], ctx.affinity[i], p.latency_s[i], p.cost[i], p.quality[i]
+            )
+            j = self.index[ranked[0]] if ranked else 0
+            paid = bool(alloc.paid[i])
+            externality = float(alloc.externality[i]) if paid else 0.0
+            decisions.append(
+                Decision(
+                    request=req,
+                    backends=ranked,
+                    paid=paid,
+                    payment=float(ctx.costs[i, j]) + externality if ranked else 0.0,
+                    externality=externality,
+                    predicted_latency_s=float(p.latency_s[i, j]),
+                    predicted_cost=float(ctx.costs[i, j]),
+                    predicted_quality=float(p.quality[i, j]),
+                    welfare=float(welfare[i, j]) if ranked else float("nan"),
+                )
+            )
+        return decisions
+
+    def _context(self, batch: list[RouteRequest], now: float) -> tuple[BatchContext, NDArray[np.float64]]:
+        n, m = len(batch), len(self.backends)
+        affinity = np.zeros((n, m))
+        for i, r in enumerate(batch):
+            self.ledger.affinity_row(r.session_id, r.prompt, affinity[i])
+        rates = np.array([len(d) for d in self._dispatches], dtype=np.float64) / _RATE_WINDOW_S
+        x = batch_features(
+            prompt_tokens=np.array([r.prompt_tokens for r in batch], dtype=np.float64),
+            turns=np.array([r.turn for r in batch], dtype=np.float64),
+            max_tokens=np.array([r.max_tokens for r in batch], dtype=np.float64),
+            domains=[r.domain for r in batch],
+            affinity=affinity,
+            router_inflight=float(self.inflight.sum()),
+            router_rate=len(self._arrivals) / _RATE_WINDOW_S,
+            backend_inflight=self.inflight.copy(),
+            backend_rate=rates,
+            capacity=self.capacity.astype(np.float64),
+        )
+        domain_index = np.array([_domain_index(r.domain) for r in batch], dtype=np.int64)
+        pred = self.predictors.predict(x, domain_index)
+        bids = np.array([r.report.bid for r in batch], dtype=np.float64)
+        deltas = np.array([r.report.delta for r in batch], dtype=np.float64)
+        values = buyer_values(bids, deltas, pred.quality, pred.latency_s, self.settings.valuation)
+        allowed = np.broadcast_to(self.healthy, (n, m)).copy()
+        for i, r in enumerate(batch):
+            if not r.any_model:
+                allowed[i] &= self._models == r.model
+            if r.report.deadline_ms is not None:
+                allowed[i] &= pred.latency_s[i] * 1000.0 <= r.report.deadline_ms
+        free = np.maximum(self.capacity - self.inflight.astype(np.int64), 0)
+        # IEMAS: when the batch outnumbers the free slots, offer full capacities and let the excess queue.
+        capacity = free if free[self.healthy].sum() >= n else self.capacity.copy()
+        capacity[~self.healthy] = 0
+        ctx = BatchContext(
+            batch,
+            self.backends,
+            allowed,
+            capacity,
+            self.inflight.copy(),
+            affinity,
+            pred,
+            values,
+            pred.cost,
+            self._rng,
+        )
+        return ctx, x
+
+    @staticmethod
+    def _candidates(welfare: NDArray[np.float64], allowed: NDArray[np.bool_]) -> NDArray[np.int64]:
+        """Per request, the best few backends by predicted welfare (allowed ones first)."""
+        keep = min(welfare.shape[1], MAX_FAILOVER + 1)
+        score = np.where(allowed, np.nan_to_num(welfare, nan=-np.inf), -np.inf)
+        top = np.argpartition(-score, keep - 1, axis=1)[:, :keep]
+        order = np.argsort(-np.take_along_axis(score, top, axis=1), axis=1, kind="stable")
+        return np.take_along_axis(top, order, axis=1)
+
+    def _ranking(self, primary: int, candidates: NDArray[np.int64], allowed: NDArray[np.bool_]) -> list[str]:
+        """Primary first, then up to MAX_FAILOVER other allowed backends by predicted welfare."""
+        order = [primary] if primary >= 0 and allowed[primary] else []
+        order += [int(j) for j in candidates if allowed[j] and j != primary]
+        return [self.names[j] for j in order[: MAX_FAILOVER + 1]]
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def started(self, decision: Decision, backend: str, now: float) -> None:
+        """The request is now in flight at ``backend`` (after any failover)."""
+        j = self.index[backend]
+        pending = self._pending.get(decision.request.request_id)
+        if pending is not None and j not in pending.started:
+            pending.started.add(j)
+            self.inflight[j] += 1
+            self._dispatches[j].append(now)
+
+    def release(self, decision: Decision, backend: str) -> None:
+        """``backend`` gave up on the request (failover): it no longer counts as in flight there."""
+        j = self.index[backend]
+        pending = self._pending.get(decision.request.request_id)
+        if pending is not None and j in pending.started:
+            pending.started.discard(j)
+            self.inflight[j] -= 1
+
+    def finish(self, decision: Decision, obs: Observation, now: float) -> LedgerRecord | None:
+        """Learn from what happened and write the accounting record (None when it failed)."""
+        req = decision.request
+        pending = self._pending.pop(req.request_id, None)
+        if pending is None:
+            raise ValueError(f"request {req.request_id!r} is not pending (finished twice?)")
+        for j in pending.started:
+            self.inflight[j] -= 1
+        if not obs.ok:
+            self.totals.failed += 1
+            return None
+        j = self.index[obs.backend]
+        spec = self.backends[j]
+        cost = spec.cost(obs.prompt_tokens, obs.cached_tokens, obs.completion_tokens)
+        self.predictors.learn(
+            j,
+            pending.features[j],
+            _domain_index(req.domain),
+            obs.ttft_s,
+            cost,
+            obs.completion_tokens,
+            obs.correct,
+        )
+        self.quality.add(
+            pending.latency[j], obs.ttft_s, pending.cost[j], cost, pending.quality[j], obs.correct
+        )
+        self.ledger.observe(
+            obs.backend,
+            req.session_id,
+            req.prompt + GENERATION_PROMPT + obs.text + END,
+            affinity=float(pending.affinity[j]),
+            prompt_tokens=obs.prompt_tokens,
+            cached_tokens=obs.cached_tokens,
+        )
+        self.policy.observe(req, j, obs)
+        externality = decision.externality if decision.paid else 0.0
+        record = LedgerRecord(
+            request_id=req.request_id,
+            ts=now,
+            buyer=req.buyer,
+            backend=obs.backend,
+            model=spec.model,
+            policy=self.policy.name,
+            prompt_tokens=obs.prompt_tokens,
+            cached_tokens=obs.cached_tokens,
+            completion_tokens=obs.completion_tokens,
+            cost=cost,
+            payment=cost + externality,
+            surplus=externality,
+            paid=decision.paid,
+        )
+        if self.accounting is not None:
+            self.accounting.record(record)
+        self._tally(req, obs, record, float(pending.quality[j]))
+        return record
+
+    def _tally(
+        self, req: RouteRequest, obs: Observation, record: LedgerRecord, expected_quality: float
+    ) -> None:
+        t = self.totals
+        t.requests += 1
+        t.prompt_tokens += obs.prompt_tokens
+        t.cached_tokens += obs.cached_tokens
+        t.hit_rate_sum += obs.cached_tokens / max(1, obs.prompt_tokens)
+        t.cost += record.cost
+        t.payments += record.payment
+        t.surplus += record.surplus
+        t.welfare += (
+            realised_value(
+                req.report.bid,
+                req.report.delta,
+                obs.correct,
+                obs.ttft_s or 0.0,
+                self.settings.valuation,
+                expected_quality,
+            )
+            - record.cost
+        )
+        if obs.correct is not None:
+            t.judged += 1
+            t.correct += int(obs.correct)
+
+    def set_health(self, backend: str, healthy: bool) -> None:
+        """Circuit breaker state: an unhealthy backend is offered no requests."""
+        self.healthy[self.index[backend]] = healthy
+
+    def _expire(self, now: float) -> None:
+        horizon = now - _RATE_WINDOW_S
+        while self._arrivals and self._arrivals[0] < horizon:
+            self._arrivals.popleft()
+        for d in self._dispatches:
+            while d and d[0] < horizon:
+                d.popleft()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Per-backend load and health, and hub totals (for /metrics and reports)."""
+        return {
+            "policy": self.policy.name,
+            "backends": {
+                n: {
+                    "inflight": float(self.inflight[i]),
+                    "healthy": bool(self.healthy[i]),
+                    "capacity": int(self.capacity[i]),
+                    "rate": len(self._dispatches[i]) / _RATE_WINDOW_S,
+                }
+                for i, n in enumerate(self.names)
+            },
+            "pending": len(self._pending),
+            "ledger_sessions": len(self.ledger),
+            "ledger_resyncs": self.ledger.resyncs,
+            "totals": vars(self.totals).copy(),
+            "nmae": self.quality.nmae(),
+        }
+
+
+def _domain_index(domain: str | None) -> int:
+    return DOMAINS.index(domain) if domain in DOMAINS else len(DOMAINS)

@@ -1,0 +1,47 @@
+"""Buyer valuations from predicted QoS (IEMAS Eq. 1 with mercato's normalisation).
+
+Units: everything is in **credits**, the currency backends price tokens in. A buyer with bid
+``b`` (its value scale) and preference ``delta`` values being served by backend i at
+
+    v_ij = b * (delta * Q * P_ij - (1 - delta) * K * L_ij)
+
+where ``P_ij`` is the predicted probability of a correct answer, ``L_ij`` the predicted TTFT in
+seconds, ``Q`` = 200 credits (the value of a surely correct answer at b = 1, delta = 1) and
+``K`` = 10 credits per second of waiting. The IEMAS reference used 100 and 5 against a cost of
+0.02 per token; mercato's engine prices are real list prices (1 credit = 1e-6 USD, 0.03-0.29
+credits per input token), so both scales are doubled, keeping IEMAS's ratio, to leave a
+typical 1k-token request to a small or medium model with positive welfare at bid 1. The
+service cost is the predicted IEMAS Eq. 6 cost ``c_ij`` in credits, and the auction maximises
+``w_ij = v_ij - c_ij``. A deadline is hard: pairs predicted to miss it are not offered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class ValuationSettings:
+    """Scales of IEMAS Eq. 1 in credits."""
+
+    quality_value: float = 200.0
+    latency_penalty_per_s: float = 10.0
+
+
+def buyer_values(bids: NDArray[np.float64], deltas: NDArray[np.float64], quality: NDArray[np.float64],
+                 latency_s: NDArray[np.float64], settings: ValuationSettings) -> NDArray[np.float64]:
+    """(N, M) values from per-request bids and deltas (N,) and per-pair predictions (N, M)."""
+    b, d = bids[:, None], deltas[:, None]
+    return b * (d * settings.quality_value * quality
+                - (1.0 - d) * settings.latency_penalty_per_s * latency_s)
+
+
+def realised_value(bid: float, delta: float, correct: bool | None, ttft_s: float,
+                   settings: ValuationSettings, expected_quality: float) -> float:
+    """What a served request was worth to its buyer, using correctness when it is known."""
+    quality = expected_quality if correct is None else float(correct)
+    return bid * (delta * settings.quality_value * quality
+                  - (1.0 - delta) * settings.latency_penalty_per_s * ttft_s)

@@ -1,0 +1,141 @@
+"""Router core: prefix ledger, compiled predictors, policies, payments and accounting invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from river import tree
+
+from mercato.gateway.policies import POLICY_NAMES
+from mercato.gateway.predictors import Forest, compile_tree
+from mercato.gateway.prefix import PrefixLedger, common_prefix_length
+from mercato.gateway.router import Router
+from mercato.gateway.types import BackendSpec, BuyerReport, Observation, RouteRequest
+
+
+def spec(name: str, price: float = 0.05, capacity: int = 4, model: str = "m") -> BackendSpec:
+    return BackendSpec(name=name, model=model, capacity=capacity, price_input=price,
+                       price_cached_input=price / 2, price_output=price * 4)
+
+
+def request(rid: str, prompt: str, session: str = "s", turn: int = 1, bid: float = 1.0,
+            model: str = "mercato") -> RouteRequest:
+    return RouteRequest(request_id=rid, prompt=prompt, prompt_tokens=len(prompt) // 4, max_tokens=32,
+                        session_id=session, turn=turn, domain="coqa", source="test", buyer="b",
+                        report=BuyerReport(bid=bid), arrival=0.0, model=model)
+
+
+def serve(router: Router, decision, backend: str | None = None, cached: int = 0, ok: bool = True):
+    backend = backend or decision.backends[0]
+    router.started(decision, backend, 0.0)
+    req = decision.request
+    obs = Observation(req.request_id, backend, ok, 0.05, 0.5, req.prompt_tokens, cached, 10, "reply",
+                      correct=True)
+    return router.finish(decision, obs, 1.0)
+
+
+@pytest.mark.parametrize(("a", "b"), [("", ""), ("abc", "abd"), ("abc", "abc"), ("abcdef", "abc"),
+                                       ("x" * 1000 + "y", "x" * 1000 + "z"), ("q", "")])
+def test_common_prefix_length(a, b):
+    expected = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    assert common_prefix_length(a, b) == expected
+
+
+def test_prefix_ledger_affinity_lru_and_resync():
+    ledger = PrefixLedger(["a", "b"], max_sessions_per_backend=2)
+    ledger.observe("a", "s1", "hello world", affinity=0.0, prompt_tokens=3, cached_tokens=0)
+    assert ledger.affinity("a", "s1", "hello world, again") == pytest.approx(11 / 18)
+    assert ledger.affinity("b", "s1", "hello world, again") == 0.0
+    ledger.observe("a", "s2", "x", affinity=0.0, prompt_tokens=1, cached_tokens=0)
+    ledger.observe("a", "s3", "y", affinity=0.0, prompt_tokens=1, cached_tokens=0)
+    assert ledger.affinity("a", "s1", "hello") == 0.0  # LRU bound evicted s1
+    # s2 is older than s3; a miss on s3 that the ledger promised proves s2 is gone too.
+    forced = ledger.observe("a", "s3", "y" * 400, affinity=0.95, prompt_tokens=100, cached_tokens=0)
+    assert forced and ledger.resyncs == 1
+    assert ledger.affinity("a", "s2", "x") == 0.0
+    assert ledger.affinity("a", "s3", "y" * 400) == 1.0
+
+
+@pytest.mark.parametrize("classifier", [False, True])
+def test_compiled_tree_matches_river(classifier):
+    rng = np.random.default_rng(0)
+    model = (tree.HoeffdingTreeClassifier(grace_period=30, leaf_prediction="mc") if classifier
+             else tree.HoeffdingTreeRegressor(grace_period=30, leaf_prediction="mean"))
+    for _ in range(3000):
+        x = rng.random(5)
+        y = bool((x[0] > 0.5) ^ (x[2] > 0.3)) if classifier else 3 * x[0] + (x[2] > 0.3)
+        model.learn_one({k: float(v) for k, v in enumerate(x)}, y)
+    compiled = compile_tree(model, classifier)
+    assert len(compiled.feature) > 1, "the tree should have split"
+    forest = Forest([compiled, compiled])
+    xs = rng.random((40, 2, 5))
+    got = forest.value[forest.leaves(xs)]
+    for i in range(40):
+        for j in range(2):
+            sample = {k: float(v) for k, v in enumerate(xs[i, j])}
+            ref = model.predict_proba_one(sample).get(True, 0.0) if classifier else model.predict_one(sample)
+            assert got[i, j] == pytest.approx(ref, abs=0.05 if classifier else 1e-12)
+
+
+@pytest.mark.parametrize("policy", POLICY_NAMES)
+def test_every_policy_routes_and_accounts(policy):
+    router = Router([spec("a"), spec("b", price=0.03), spec("c", price=0.2)], policy)
+    batch = [request(f"r{i}", "passage " * 50 + f"question {i}", session=f"s{i}") for i in range(10)]
+    decisions = router.route(batch, now=0.0)
+    assert [d.request.request_id for d in decisions] == [r.request_id for r in batch]
+    for d in decisions:
+        assert sorted(d.backends) == ["a", "b", "c"]  # primary, then the failover order
+        record = serve(router, d)
+        assert record is not None and record.payment >= record.cost - 1e-9
+        assert record.surplus >= -1e-9
+    assert router.inflight.sum() == 0
+    totals = router.totals
+    assert totals.requests == 10 and totals.payments >= totals.cost - 1e-9
+
+
+def test_auction_prefers_cache_and_charges_vcg():
+    router = Router([spec("a"), spec("b")], "auction")
+    first = router.route([request("r1", "ctx " * 300 + "q1")], 0.0)[0]
+    serve(router, first, backend="a")
+    second = router.route([request("r2", "ctx " * 300 + "q1" + "<|assistant|>\nreply<|end|>\nq2",
+                                   turn=2)], 1.0)[0]
+    assert second.backends[0] == "a"  # the ledger's prefix makes "a" cheaper
+    # Scarce capacity: 3 buyers, 2 slots; the loser's welfare becomes the winners' externality.
+    scarce = Router([spec("a", capacity=1), spec("b", capacity=1)], "auction")
+    buyers = [request(f"x{i}", "p " * 100, session=f"x{i}", bid=1.0 + i) for i in range(3)]
+    decisions = scarce.route(buyers, 0.0)
+    paid = [d for d in decisions if d.paid]
+    assert len(paid) == 2 and all(d.externality > 0 for d in paid)
+    assert not decisions[0].paid  # lowest bid lost the auction, falls back unpaid
+    assert decisions[0].externality == 0.0
+
+
+def test_model_restriction_health_and_deadline():
+    router = Router([spec("a", model="m1"), spec("b", model="m2")], "auction")
+    d = router.route([request("r", "hi", model="m2")], 0.0)[0]
+    assert d.backends == ["b"]
+    router.set_health("b", False)
+    assert router.route([request("r2", "hi", model="m2")], 0.0)[0].backends == []
+    router.set_health("b", True)
+    tight = RouteRequest(**{**vars(request("r3", "hi")), "report": BuyerReport(deadline_ms=0.001)})
+    assert router.route([tight], 0.0)[0].backends == []
+
+
+def test_failed_request_writes_no_record_and_finishing_twice_is_an_error():
+    router = Router([spec("a")], "round_robin")
+    d = router.route([request("r", "hi")], 0.0)[0]
+    assert serve(router, d, ok=False) is None
+    assert router.totals.failed == 1 and router.inflight.sum() == 0
+    with pytest.raises(ValueError, match="not pending"):
+        serve(router, d)
+
+
+def test_bad_router_config():
+    with pytest.raises(ValueError, match="unique"):
+        Router([spec("a"), spec("a")])
+    with pytest.raises(ValueError, match="unknown policy"):
+        Router([spec("a")], "greedy")
+    with pytest.raises(ValueError, match="bid"):
+        BuyerReport(bid=-1)
+    with pytest.raises(ValueError, match="delta"):
+        BuyerReport(delta=1.5)
