@@ -7,6 +7,7 @@ import math
 import pytest
 
 from mercato.engine import EngineCore, EngineRequest, EngineResult, get_profile
+from mercato.engine.answers import draw_reply
 from mercato.engine.chat import END, GENERATION_PROMPT, render_chat
 from mercato.engine.kv_cache import BLOCK_CHARS, BLOCK_TOKENS
 from mercato.engine.tokenizer import count_tokens
@@ -221,6 +222,15 @@ def test_bad_requests_are_refused_with_clear_errors():
         EngineCore(get_profile("qwen3-4b"), num_gpu_blocks=8)
 
 
+def test_advancing_to_infinity_finishes_everything():
+    core = EngineCore(get_profile("qwen3-4b"))
+    assert core.advance(math.inf) == []
+    for i in range(20):
+        core.submit(EngineRequest(f"i{i}", render_chat(passage(str(i), 60))), 0.0)
+    assert len(core.advance(math.inf)) == 20
+    assert core.next_event_time() == math.inf and math.isfinite(core.clock)
+
+
 def test_load_metrics_follow_the_schedule():
     core = EngineCore(get_profile("qwen3-8b"), max_num_seqs=2)
     assert core.next_event_time() == math.inf and core.kv_usage == 0.0
@@ -231,3 +241,9 @@ def test_load_metrics_follow_the_schedule():
     drain(core)
     assert core.stats.submitted == 3 and sum(core.stats.finished.values()) == 3
     assert core.prefix_cache_hit_rate == core.stats.cached_tokens / core.stats.prompt_tokens
+
+
+def test_every_reply_has_text_even_at_the_shortest_drawn_length():
+    for i in range(400):
+        assert draw_reply(0, f"k{i}", "some prompt words here", "coqa", None, 0.5, 8).text
+        assert draw_reply(0, f"k{i}", "some prompt words here", "coqa", "gold", 0.5, 8).text

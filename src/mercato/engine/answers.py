@@ -39,14 +39,14 @@ LEAD_IN = (
     "passage mentions nearby, which leaves a single answer consistent with the whole context. "
 )
 FALLBACK_WRONG = "unknown"
+NO_GOLD_SHORTEST = "Sure."  # the reply when the drawn length leaves no room for a lead-in
 _WORD = re.compile(r"[A-Za-z0-9']+")
 _U64 = float(1 << 64)
+_MASK64 = (1 << 64) - 1
 _QUANTILE_STEPS = 4096
 # standard-normal quantiles at the midpoints of 4,096 equal-probability bins: a table lookup
 # keeps the per-request draw cheap (the in-process engine answers tens of thousands a second)
 _Z = tuple(NormalDist().inv_cdf((i + 0.5) / _QUANTILE_STEPS) for i in range(_QUANTILE_STEPS))
-
-
 _MARKER_WORDS = frozenset({"system", "developer", "user", "assistant", "tool", "end"})
 
 
@@ -61,11 +61,13 @@ class Reply:
 def draw_reply(seed: int, key: str, prompt: str, domain: str, gold: str | None,
                quality: float, reserved_chars: int) -> Reply:
     """The reply to ``prompt``, sized so that it plus ``reserved_chars`` fills the drawn length."""
-    digest = hashlib.blake2b(f"{seed}\x1f{key}".encode(), digest_size=24).digest()
-    u_correct, u_length, u_wrong = (int.from_bytes(digest[i:i + 8]) / _U64 for i in (0, 8, 16))
+    draw = int.from_bytes(hashlib.blake2b(f"{seed}\x1f{key}".encode(), digest_size=24).digest())
+    u_correct = (draw >> 128) / _U64
+    u_length = ((draw >> 64) & _MASK64) / _U64
+    u_wrong = (draw & _MASK64) / _U64
     room = output_tokens(domain, u_length) * CHARS_PER_TOKEN - reserved_chars
     if gold is None:
-        return Reply(_lead_in(max(room, 1)), None)
+        return Reply(_lead_in(room) or NO_GOLD_SHORTEST, None)
     correct = u_correct < quality
     answer = gold if correct else wrong_answer(prompt, gold, u_wrong)
     lead = _lead_in(room - len(answer) - 1)

@@ -21,16 +21,19 @@ GENERATION_PROMPT = "<|assistant|>\n"
 
 def render_chat(messages: Sequence[Mapping[str, Any]]) -> str:
     """Serialise OpenAI-style chat messages; raises ValueError naming the first bad message."""
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+    # exact-type checks first: the abstract-class checks cost more than the rendering itself
+    if type(messages) is not list and (isinstance(messages, str | bytes)
+                                       or not isinstance(messages, Sequence)):
         raise ValueError("messages must be a list of message objects")
     parts: list[str] = []
     for i, message in enumerate(messages):
-        if not isinstance(message, Mapping):
+        if type(message) is not dict and not isinstance(message, Mapping):
             raise ValueError(f"messages[{i}] must be an object with 'role' and 'content'")
         role = message.get("role")
         if role not in ROLES:
             raise ValueError(f"messages[{i}].role must be one of {sorted(ROLES)}, got {role!r}")
-        parts.append(f"<|{role}|>\n{_content_text(message.get('content'), i)}{END}")
+        content = message.get("content")
+        parts.append(f"<|{role}|>\n{content if type(content) is str else _content_text(content, i)}{END}")
     return "".join(parts)
 
 

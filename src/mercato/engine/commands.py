@@ -75,6 +75,11 @@ def bench_engine(json_out: JsonFlag = False,
     with progress() as bar:
         task = bar.add_task("bench engine", total=engine.REPEATS * len(engine.VARIANTS))
         report = engine.run(seed=seed, on_run=lambda _: bar.advance(task))
+    # calibration against the real llama.cpp engine (skipped when it is not built); see engine/calibration.py
+    from mercato.engine.calibration import print_calibration
+    from mercato.workloads.engine_calibration import calibration_section
+
+    report["calibration"] = calibration_section(seed)
     if json_out:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -82,7 +87,9 @@ def bench_engine(json_out: JsonFlag = False,
               "stepped": "baseline: per-token stepping",
               "no_chain_cache": "baseline: no chain cache"}
     rows = [{"name": labels[v], "requests/s (median)": r["requests_per_s_median"],
-             "requests/s (best)": r["requests_per_s_best"]} for v, r in report["variants"].items()]
+             "requests/s (best)": r["requests_per_s_best"],
+             "requests/CPU-s (median)": r["requests_per_cpu_s_median"]}
+            for v, r in report["variants"].items()]
     w = report["workload"]
     print_table(f"in-process engine, {report['requests']} requests ({w['dialogues']} CoQA-like dialogues x "
                 f"{w['turns']} turns, {w['profile']}, {report['repeats']} runs each)", rows)
@@ -95,3 +102,4 @@ def bench_engine(json_out: JsonFlag = False,
                f"accuracy {sim['accuracy']:.3f}")
     typer.echo(f"target >= {report['target_requests_per_s']:,.0f} requests/s: "
                f"{'yes' if report['target_met'] else 'NO'} (wall-clock; noisy on a shared machine)")
+    print_calibration(report["calibration"])

@@ -103,7 +103,7 @@ class _Seq:
     """Engine-side state of one request."""
 
     __slots__ = ("arrival", "cached", "completion", "correct", "finish_reason", "first_token", "full",
-                 "hashes", "held", "hit_limit", "join_step", "prompt_chars", "prompt_tokens", "request_id",
+                 "hashes", "held", "hit_limit", "join_step", "prompt_tokens", "request_id",
                  "scheduled", "text", "total_blocks")
 
     def __init__(self, request_id: str, arrival: float) -> None:
@@ -180,6 +180,11 @@ class EngineCore:
         return self.pool.used / self.pool.num_blocks
 
     @property
+    def decode_steps(self) -> int:
+        """Decode steps completed since start (one token for every sequence in the batch)."""
+        return self._steps
+
+    @property
     def prefix_cache_hit_rate(self) -> float:
         """Cached over queried prompt tokens since start (0 before any request)."""
         queried = self.stats.prompt_tokens
@@ -189,8 +194,9 @@ class EngineCore:
 
     def submit(self, request: EngineRequest, now: float) -> None:
         """Queue ``request`` arriving at virtual time ``now``; ValueError if it can never run."""
-        if now < self._clock - 1e-9:
+        if now < self._clock - TIE_S:
             raise ValueError(f"submit at t={now} is before the engine clock t={self._clock}")
+        now = max(now, self._clock)
         if request.request_id in self._active:
             raise ValueError(f"request id {request.request_id!r} is already in flight")
         seq = self._prepare(request, now)
@@ -207,7 +213,7 @@ class EngineCore:
 
     def advance(self, until: float) -> list[EngineResult]:
         """Process every event up to ``until``; return the requests finished since the last call."""
-        if until < self._clock - 1e-9:
+        if until < self._clock - TIE_S:
             raise ValueError(f"advance(until={until}) is before the engine clock t={self._clock}")
         self._run_until(until)
         done, self._outbox = self._outbox, []
@@ -280,7 +286,6 @@ class EngineCore:
             seq.finish_reason = "stop"
             seq.correct = reply.correct
         seq.full = full
-        seq.prompt_chars = len(full_prompt)
         seq.prompt_tokens = prompt_tokens
         seq.completion = completion
         seq.total_blocks = blocks_for(prompt_tokens + completion)
@@ -299,6 +304,8 @@ class EngineCore:
         while True:
             t_prefill = self._prefilling[0][0] if self._prefilling else math.inf
             t_step = self._next_step_event()
+            if t_prefill == t_step == math.inf:
+                break
             if t_prefill <= t_step + TIE_S:
                 if t_prefill > until:
                     break

@@ -20,7 +20,6 @@ processes, but only equality is ever used, so results do not.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
 
 from mercato.engine.tokenizer import CHARS_PER_TOKEN
 
@@ -108,7 +107,17 @@ class BlockPool:
 
     def cached_prefix(self, hashes: list[int]) -> int:
         """How many leading blocks of ``hashes`` are cached (binary search; see the invariant)."""
-        return _leading(hashes, self._refs.__contains__)
+        refs = self._refs
+        lo, hi = 0, len(hashes)
+        if hi and hashes[hi - 1] in refs:
+            return hi
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if hashes[mid] in refs:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
     def acquire(self, hashes: list[int], total_blocks: int) -> tuple[int, list[int]] | None:
         """Reference a new sequence's ``total_blocks`` blocks; ``hashes`` are its full prompt blocks.
@@ -169,17 +178,3 @@ class BlockPool:
             h, _ = free_cached.popitem(last=False)
             del refs[h]
 
-
-def _leading(items: list[int], holds: Callable[[int], object]) -> int:
-    """Length of the longest prefix of ``items`` on which ``holds`` is true, for a predicate
-    that is true on a prefix and false after it (binary search)."""
-    lo, hi = 0, len(items)
-    if hi and holds(items[hi - 1]):
-        return hi
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if holds(items[mid]):
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo

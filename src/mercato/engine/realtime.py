@@ -100,8 +100,7 @@ class RealtimeEngine:
                         await asyncio.wait_for(self._wake.wait(), delay)
                     continue
             self._deliver(self.core.advance(due))
-            if self.instant:
-                await asyncio.sleep(0)
+            await asyncio.sleep(0)  # let request handlers run between events
 
     def _deliver(self, results: list[EngineResult]) -> None:
         """Resolve finished requests and the first tokens that are out by the core's clock."""

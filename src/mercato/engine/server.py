@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -59,15 +58,10 @@ def create_app(core: EngineCore, model_name: str, speed: float = 1.0) -> FastAPI
         await engine.stop()
 
     app = FastAPI(title=f"mercato simulated engine ({model_name})", lifespan=lifespan)
-    app.state.engine = engine
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(ApiError(f"Invalid request: {exc.errors()}").body(), status_code=400)
 
     @app.get("/health")
     async def health() -> Response:

@@ -10,10 +10,13 @@ failover order and the accounting, so policies differ only in the decision itsel
   when it covers more than ``cache_threshold`` of the prompt, else to the least loaded; but when
   the load imbalance passes both thresholds (absolute and relative), to the least loaded.
 - ``mf``: a RouteLLM-style matrix-factorisation quality router (see :mod:`mercato.gateway.mf`).
+- ``knn``: a k-nearest-neighbour quality router, a stand-in for IEMAS's learned baselines
+  (see :mod:`mercato.gateway.knn`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -80,24 +83,41 @@ class _Stateless:
         """Stateless policies learn nothing from feedback."""
 
 
+Pick = Callable[[int, NDArray[np.bool_], NDArray[np.float64], NDArray[np.int64]], int]
+
+
+def assign_sequentially(ctx: BatchContext, pick: Pick) -> NDArray[np.int64]:
+    """Walk the batch in order; ``pick(i, allowed_i, load, slots_left)`` chooses request i's backend.
+
+    The shared loop of the one-request-at-a-time policies: requests no backend can serve stay
+    at -1, and each choice adds to that backend's load and takes one of its slots.
+    """
+    load = ctx.inflight.astype(np.float64).copy()
+    left = ctx.capacity.astype(np.int64).copy()
+    out = np.full(len(ctx.requests), -1, dtype=np.int64)
+    for i in range(len(ctx.requests)):
+        ok = ctx.allowed[i]
+        if ok.any():
+            choice = pick(i, ok, load, left)
+            out[i] = choice
+            load[choice] += 1
+            left[choice] -= 1
+    return out
+
+
 def greedy_fill(ctx: BatchContext, score: NDArray[np.float64]) -> NDArray[np.int64]:
     """Give each request, in order, its best-scoring allowed backend with a slot left.
 
     Higher score is better; when every allowed backend is full the request still gets its
     best allowed backend and queues there (as with a real load balancer).
     """
-    left = ctx.capacity.astype(np.int64).copy()
-    out = np.full(len(ctx.requests), -1, dtype=np.int64)
-    for i in range(len(ctx.requests)):
-        ok = ctx.allowed[i]
-        if not ok.any():
-            continue
+
+    def pick(i: int, ok: NDArray[np.bool_], _load: NDArray[np.float64], left: NDArray[np.int64]) -> int:
         with_slot = ok & (left > 0)
         pool = with_slot if with_slot.any() else ok
-        choice = int(np.argmax(np.where(pool, score[i], -np.inf)))
-        out[i] = choice
-        left[choice] -= 1
-    return out
+        return int(np.argmax(np.where(pool, score[i], -np.inf)))
+
+    return assign_sequentially(ctx, pick)
 
 
 class AuctionPolicy(_Stateless):
@@ -137,21 +157,17 @@ class RoundRobinPolicy(_Stateless):
         self._next = 0
 
     def allocate(self, ctx: BatchContext) -> Allocation:
-        """The next backend in the cycle gets the highest score."""
-        n, m = ctx.allowed.shape
-        out = np.full(n, -1, dtype=np.int64)
-        left = ctx.capacity.copy()
-        for i in range(n):
+        """The next backend in the cycle that is allowed (and has a slot, if any does)."""
+        m = ctx.allowed.shape[1]
+
+        def pick(_i: int, ok: NDArray[np.bool_], _load: NDArray[np.float64], left: NDArray[np.int64]) -> int:
             order = (self._next + np.arange(m)) % m
-            ok = ctx.allowed[i, order]
-            if not ok.any():
-                continue
-            with_slot = ok & (left[order] > 0)
-            pick = order[np.argmax(with_slot)] if with_slot.any() else order[np.argmax(ok)]
-            out[i] = pick
-            left[pick] -= 1
-            self._next = (int(pick) + 1) % m
-        return Allocation.unpriced(out)
+            with_slot = ok[order] & (left[order] > 0)
+            choice = int(order[np.argmax(with_slot)] if with_slot.any() else order[np.argmax(ok[order])])
+            self._next = (choice + 1) % m
+            return choice
+
+        return Allocation.unpriced(assign_sequentially(ctx, pick))
 
 
 class LeastLoadedPolicy(_Stateless):
@@ -161,16 +177,12 @@ class LeastLoadedPolicy(_Stateless):
 
     def allocate(self, ctx: BatchContext) -> Allocation:
         """Assign requests one by one to the currently least utilised allowed backend."""
-        load = ctx.inflight.astype(np.float64).copy()
         cap = np.array([max(1, b.capacity) for b in ctx.backends], dtype=np.float64)
-        out = np.full(len(ctx.requests), -1, dtype=np.int64)
-        for i in range(len(ctx.requests)):
-            if not ctx.allowed[i].any():
-                continue
-            choice = int(np.argmin(np.where(ctx.allowed[i], load / cap, np.inf)))
-            out[i] = choice
-            load[choice] += 1
-        return Allocation.unpriced(out)
+
+        def pick(_i: int, ok: NDArray[np.bool_], load: NDArray[np.float64], _left: NDArray[np.int64]) -> int:
+            return int(np.argmin(np.where(ok, load / cap, np.inf)))
+
+        return Allocation.unpriced(assign_sequentially(ctx, pick))
 
 
 @dataclass
@@ -184,31 +196,26 @@ class CacheAwarePolicy(_Stateless):
 
     def allocate(self, ctx: BatchContext) -> Allocation:
         """Prefix match unless the load is imbalanced; otherwise the shortest queue."""
-        load = ctx.inflight.astype(np.float64).copy()
-        out = np.full(len(ctx.requests), -1, dtype=np.int64)
-        for i in range(len(ctx.requests)):
-            ok = ctx.allowed[i]
-            if not ok.any():
-                continue
+
+        def pick(i: int, ok: NDArray[np.bool_], load: NDArray[np.float64], _left: NDArray[np.int64]) -> int:
             loads = load[ok]
-            imbalanced = (loads.max() - loads.min() > self.balance_abs_threshold
-                          and loads.max() > self.balance_rel_threshold * loads.min())
             least = int(np.argmin(np.where(ok, load, np.inf)))
-            if imbalanced:
-                choice = least
-            else:
-                best = int(np.argmax(np.where(ok, ctx.affinity[i], -np.inf)))
-                choice = best if ctx.affinity[i, best] > self.cache_threshold else least
-            out[i] = choice
-            load[choice] += 1
-        return Allocation.unpriced(out)
+            if (loads.max() - loads.min() > self.balance_abs_threshold
+                    and loads.max() > self.balance_rel_threshold * loads.min()):
+                return least
+            best = int(np.argmax(np.where(ok, ctx.affinity[i], -np.inf)))
+            return best if ctx.affinity[i, best] > self.cache_threshold else least
+
+        return Allocation.unpriced(assign_sequentially(ctx, pick))
 
 
-POLICY_NAMES: tuple[str, ...] = ("auction", "random", "round_robin", "least_loaded", "cache_aware", "mf")
+POLICY_NAMES: tuple[str, ...] = ("auction", "random", "round_robin", "least_loaded", "cache_aware", "mf",
+                                  "knn")
 
 
 def make_policy(name: str, n_backends: int, seed: int = 0) -> Policy:
     """Build a policy by name; raises ValueError listing the known names."""
+    from mercato.gateway.knn import KnnQualityPolicy
     from mercato.gateway.mf import MatrixFactorisationPolicy
 
     factories = {
@@ -218,6 +225,7 @@ def make_policy(name: str, n_backends: int, seed: int = 0) -> Policy:
         "least_loaded": LeastLoadedPolicy,
         "cache_aware": CacheAwarePolicy,
         "mf": lambda: MatrixFactorisationPolicy(n_backends, seed=seed),
+        "knn": lambda: KnnQualityPolicy(n_backends),
     }
     if name not in factories:
         raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(POLICY_NAMES)}")

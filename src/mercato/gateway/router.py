@@ -169,10 +169,9 @@ class Router:
         bids = np.array([r.report.bid for r in batch], dtype=np.float64)
         deltas = np.array([r.report.delta for r in batch], dtype=np.float64)
         values = buyer_values(bids, deltas, pred.quality, pred.latency_s, self.settings.valuation)
-        allowed = np.broadcast_to(self.healthy, (n, m)).copy()
+        allowed = np.empty((n, m), dtype=bool)
         for i, r in enumerate(batch):
-            if not r.any_model:
-                allowed[i] &= self._models == r.model
+            allowed[i] = self.can_serve(r)
             if r.report.deadline_ms is not None:
                 allowed[i] &= pred.latency_s[i] * 1000.0 <= r.report.deadline_ms
         free = np.maximum(self.capacity - self.inflight.astype(np.int64), 0)
@@ -307,6 +306,10 @@ class Router:
         if obs.correct is not None:
             t.judged += 1
             t.correct += int(obs.correct)
+
+    def can_serve(self, request: RouteRequest) -> NDArray[np.bool_]:
+        """(M,) mask of healthy backends serving the model the request asked for."""
+        return self.healthy if request.any_model else self.healthy & (self._models == request.model)
 
     def set_health(self, backend: str, healthy: bool) -> None:
         """Circuit breaker state: an unhealthy backend is offered no requests."""

@@ -143,3 +143,31 @@ class AccountingStore(Protocol):
     def close(self) -> None:
         """Release the connection."""
         ...
+
+
+class RoutingCore(Protocol):
+    """What the live app and the in-process cluster need from a router: one hub or many."""
+
+    def route(self, batch: list[RouteRequest], now: float) -> list[Decision]:
+        """Decisions for a micro-batch, in batch order."""
+        ...
+
+    def started(self, decision: Decision, backend: str, now: float) -> None:
+        """The request is in flight at ``backend``."""
+        ...
+
+    def release(self, decision: Decision, backend: str) -> None:
+        """``backend`` gave the request up (failover)."""
+        ...
+
+    def finish(self, decision: Decision, obs: Observation, now: float) -> LedgerRecord | None:
+        """Learn from the outcome and account for it."""
+        ...
+
+    def set_health(self, backend: str, healthy: bool) -> None:
+        """Circuit-breaker state of a backend."""
+        ...
+
+    def snapshot(self) -> dict[str, Any]:
+        """Load, health and totals for reports and /metrics."""
+        ...

@@ -7,10 +7,13 @@ Units: everything is in **credits**, the currency backends price tokens in. A bu
 
 where ``P_ij`` is the predicted probability of a correct answer, ``L_ij`` the predicted TTFT in
 seconds, ``Q`` = 200 credits (the value of a surely correct answer at b = 1, delta = 1) and
-``K`` = 10 credits per second of waiting. The IEMAS reference used 100 and 5 against a cost of
-0.02 per token; mercato's engine prices are real list prices (1 credit = 1e-6 USD, 0.03-0.29
-credits per input token), so both scales are doubled, keeping IEMAS's ratio, to leave a
-typical 1k-token request to a small or medium model with positive welfare at bid 1. The
+``K`` = 100 credits per second of waiting. The IEMAS reference used Q = 100 and K = 5 against a
+cost of 0.02 per token with all prices equal. mercato's engine prices are real list prices
+(1 credit = 1e-6 USD, 0.03-0.29 credits per input token) that differ across backends: Q is
+doubled so that a typical 1k-token request to a small or medium model keeps positive welfare at
+bid 1, and K is set so that, at delta = 0.5, one second of waiting weighs 50 credits, about the
+price of a 1k-token uncached request to an 8B model. With IEMAS's K, price differences swamp
+latency entirely and the auction piles every request onto the cheapest backend. The
 service cost is the predicted IEMAS Eq. 6 cost ``c_ij`` in credits, and the auction maximises
 ``w_ij = v_ij - c_ij``. A deadline is hard: pairs predicted to miss it are not offered.
 """
@@ -28,7 +31,7 @@ class ValuationSettings:
     """Scales of IEMAS Eq. 1 in credits."""
 
     quality_value: float = 200.0
-    latency_penalty_per_s: float = 10.0
+    latency_penalty_per_s: float = 100.0
 
 
 def buyer_values(bids: NDArray[np.float64], deltas: NDArray[np.float64], quality: NDArray[np.float64],

@@ -1,0 +1,163 @@
+"""The accounting ledger: one durable row per routed request, written exactly once.
+
+SQLite in WAL mode with ``synchronous=FULL``: a committed row survives a crash of the process
+or the machine, readers (``mercato ledger summary``) never block the writer, and the primary
+key on ``request_id`` plus ``INSERT ... ON CONFLICT DO NOTHING`` makes a second write of the
+same request a no-op that reports itself. The SQL is the common subset that PostgreSQL also
+speaks, so a PostgreSQL store implements :class:`~mercato.gateway.types.AccountingStore` with
+the same statements and another driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import astuple, fields
+from pathlib import Path
+from typing import Any
+
+from mercato.gateway.types import AccountingStore, LedgerRecord
+
+COLUMNS = tuple(f.name for f in fields(LedgerRecord))
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger (
+    request_id TEXT PRIMARY KEY,
+    ts DOUBLE PRECISION NOT NULL,
+    buyer TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cost DOUBLE PRECISION NOT NULL,
+    payment DOUBLE PRECISION NOT NULL,
+    surplus DOUBLE PRECISION NOT NULL,
+    paid INTEGER NOT NULL
+)
+"""
+_INSERT = (f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+           "ON CONFLICT (request_id) DO NOTHING")
+_SUMS = ("COUNT(*), COALESCE(SUM(paid), 0), COALESCE(SUM(prompt_tokens), 0), "
+         "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
+         "COALESCE(SUM(cost), 0), COALESCE(SUM(payment), 0), COALESCE(SUM(surplus), 0)")
+_TOTAL_KEYS = ("requests", "paid_requests", "prompt_tokens", "cached_tokens", "completion_tokens",
+               "cost", "payment", "surplus")
+# Float sums of many small prices can differ in the last bits; balance is checked to this slack.
+BALANCE_TOLERANCE = 1e-9
+
+
+class SQLiteAccountingStore:
+    """:class:`~mercato.gateway.types.AccountingStore` on one SQLite file (WAL, durable commits).
+
+    Safe to share between threads (one connection behind a lock), so the live app can write
+    from a worker thread without blocking its event loop.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.execute(_SCHEMA)
+
+    def record(self, rec: LedgerRecord) -> bool:
+        """Insert ``rec`` in its own committed transaction; False when its id is already there."""
+        return self.record_many([rec])[0]
+
+    def record_many(self, recs: Sequence[LedgerRecord]) -> list[bool]:
+        """Insert several records in one transaction (one fsync); per record, False if a duplicate."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                inserted = [self._conn.execute(_INSERT, _row(rec)).rowcount == 1 for rec in recs]
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        return inserted
+
+    def summary(self) -> dict[str, Any]:
+        """Totals overall and per backend, and the weak budget balance check sum(payment) >= sum(cost)."""
+        with self._lock:
+            overall = self._conn.execute(f"SELECT {_SUMS} FROM ledger").fetchone()
+            per_backend = self._conn.execute(
+                f"SELECT backend, {_SUMS} FROM ledger GROUP BY backend ORDER BY backend").fetchall()
+        totals = _totals(overall)
+        return {
+            "db": str(self.path),
+            "overall": totals,
+            "backends": {row[0]: _totals(row[1:]) for row in per_backend},
+            "weak_budget_balance": totals["payment"] >= totals["cost"] - BALANCE_TOLERANCE,
+            "hub_balance": totals["payment"] - totals["cost"],
+        }
+
+    def close(self) -> None:
+        """Close the connection (the WAL is checkpointed by SQLite)."""
+        with self._lock:
+            self._conn.close()
+
+
+def _row(rec: LedgerRecord) -> tuple[Any, ...]:
+    return tuple(int(v) if isinstance(v, bool) else v for v in astuple(rec))
+
+
+class GroupCommitter:
+    """Writes records from the event loop with group commit: one transaction, one fsync, per group.
+
+    A durable SQLite commit costs one fsync (milliseconds on ordinary disks), so committing each
+    request on its own caps the gateway at a few hundred requests per second. Here every record
+    that arrives while a commit is running joins the next one; each caller still waits until
+    its own record is durable, and learns whether it was new.
+    """
+
+    def __init__(self, store: AccountingStore) -> None:
+        self._write_many: Callable[[Sequence[LedgerRecord]], list[bool]] = getattr(
+            store, "record_many", lambda recs: [store.record(r) for r in recs])
+        self._pending: list[tuple[LedgerRecord, asyncio.Future[bool]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def record(self, rec: LedgerRecord) -> bool:
+        """Wait until ``rec`` is committed; False when its request id was already recorded."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((rec, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        return await asyncio.shield(future)  # a caller that goes away does not cancel the commit
+
+    async def _drain(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending, []
+            try:
+                results = await asyncio.to_thread(self._write_many, [rec for rec, _ in group])
+            except Exception as err:
+                for _, future in group:
+                    future.set_exception(err)
+                continue
+            for (_, future), ok in zip(group, results, strict=True):
+                future.set_result(ok)
+
+
+def _totals(row: tuple[Any, ...]) -> dict[str, float | int]:
+    totals: dict[str, float | int] = dict(zip(_TOTAL_KEYS, row, strict=True))
+    prompt = totals["prompt_tokens"]
+    totals["kv_hit_rate"] = totals["cached_tokens"] / prompt if prompt else 0.0
+    return totals
+
+
+def open_ledger_summary(path: str | Path) -> dict[str, Any]:
+    """Summary of an existing ledger file; raises FileNotFoundError rather than creating one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no ledger at {path}")
+    store = SQLiteAccountingStore(path)
+    try:
+        return store.summary()
+    finally:
+        store.close()

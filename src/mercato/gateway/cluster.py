@@ -1,0 +1,214 @@
+"""The Router core in-process: simulated engines on one virtual clock, for experiments and tests.
+
+Dialogues run concurrently up to a bound, turns run in order within a dialogue (the model's
+own reply is appended to the history), requests are micro-batched exactly as the live app
+does (flush at ``max_batch`` requests or ``max_wait_s`` after the first queued one), and each
+decision is dispatched to an :class:`~mercato.engine.EngineCore`. Nothing sleeps: the loop
+jumps from event to event, so thousands of requests take seconds.
+
+TTFT is measured as in the IEMAS reference: from the moment the request reaches its backend
+(so it includes the backend's own queueing, not the micro-batch wait) to its first token.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from mercato.engine import EngineCore, EngineRequest, EngineResult, get_profile
+from mercato.engine.chat import render_chat
+from mercato.engine.tokenizer import count_tokens
+from mercato.gateway.router import Router, RouterSettings
+from mercato.gateway.types import (
+    BackendSpec,
+    BuyerReport,
+    Decision,
+    LedgerRecord,
+    Observation,
+    RouteRequest,
+    RoutingCore,
+)
+from mercato.workloads import Dialogue, dialogue_messages
+
+
+@dataclass(frozen=True)
+class BatchingSettings:
+    """Micro-batcher of the IEMAS reference: 16 requests or 10 ms after the first."""
+
+    max_batch: int = 16
+    max_wait_s: float = 0.010
+
+
+@dataclass
+class RequestLog:
+    """One finished request, as experiments tabulate it."""
+
+    request_id: str
+    dialogue_id: str
+    turn: int
+    domain: str
+    backend: str
+    paid: bool
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    ttft_s: float
+    latency_s: float
+    cost: float
+    payment: float
+    surplus: float
+    correct: bool | None
+    predicted_latency_s: float
+    predicted_cost: float
+    predicted_quality: float
+    finished_at: float
+
+    def row(self) -> dict[str, object]:
+        """Plain dict for CSV/JSON."""
+        return asdict(self)
+
+
+def profile_backends(profiles: Sequence[str], max_num_seqs: int = 12) -> list[BackendSpec]:
+    """One backend per profile name (names ``<profile>-<k>``), priced from the profile."""
+    specs = []
+    for k, name in enumerate(profiles):
+        p = get_profile(name)
+        specs.append(BackendSpec(name=f"{name}-{k}", model=p.name, capacity=max_num_seqs,
+                                 price_input=p.price_input, price_cached_input=p.price_cached_input,
+                                 price_output=p.price_output, profile=p.name))
+    return specs
+
+
+class InProcessCluster:
+    """A Router in front of simulated engines, all on one virtual clock."""
+
+    def __init__(self, backends: list[BackendSpec], policy: str = "auction", *,
+                 settings: RouterSettings | None = None, batching: BatchingSettings | None = None,
+                 gpu_memory_utilization: float = 0.6, seed: int = 0,
+                 router: RoutingCore | None = None) -> None:
+        """``router`` replaces the default single-hub Router (e.g. a :class:`HubRouter`)."""
+        self.backends = backends
+        self.router: RoutingCore = router or Router(backends, policy, settings or RouterSettings(seed=seed))
+        self.batching = batching or BatchingSettings()
+        self.engines = {b.name: EngineCore(get_profile(b.profile or b.model), max_num_seqs=b.capacity,
+                                           gpu_memory_utilization=gpu_memory_utilization, seed=seed)
+                        for b in backends}
+        self.now = 0.0
+
+    def run(self, dialogues: Sequence[Dialogue], *, concurrency: int = 8, max_tokens: int = 64,
+            turns: int | None = None, report: BuyerReport | None = None,
+            on_request: Callable[[RequestLog], None] | None = None) -> list[RequestLog]:
+        """Drive every dialogue to its end; returns one log per request in finishing order."""
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        run = _Run(self, list(dialogues), max_tokens, turns, report or BuyerReport())
+        for _ in range(min(concurrency, len(run.waiting))):
+            run.start_dialogue()
+        while run.queue or run.in_flight:
+            flush_at = run.first_queued + self.batching.max_wait_s if run.queue else math.inf
+            if len(run.queue) >= self.batching.max_batch:
+                flush_at = self.now
+            engine_at = min(e.next_event_time() for e in self.engines.values())
+            t = min(flush_at, engine_at)
+            if t == math.inf:
+                raise RuntimeError("simulation stalled: requests in flight but no engine event")
+            self.now = max(self.now, t)
+            for name, engine in self.engines.items():
+                for result in engine.advance(self.now):
+                    log = run.finished(name, result)
+                    if on_request is not None:
+                        on_request(log)
+            if run.queue and self.now >= flush_at - 1e-12:
+                run.flush(self.batching.max_batch)
+        return run.logs
+
+    def complete(self, decision: Decision, backend: str, result: EngineResult
+                 ) -> tuple[RequestLog, LedgerRecord]:
+        """Feed an engine result back to the router and log it."""
+        req = decision.request
+        obs = Observation(request_id=req.request_id, backend=backend, ok=True, ttft_s=result.ttft,
+                          latency_s=result.latency, prompt_tokens=result.prompt_tokens,
+                          cached_tokens=result.cached_tokens, completion_tokens=result.completion_tokens,
+                          text=result.text, correct=result.correct)
+        record = self.router.finish(decision, obs, self.now)
+        assert record is not None
+        log = RequestLog(
+            request_id=req.request_id, dialogue_id=req.session_id, turn=req.turn, domain=req.domain or "",
+            backend=backend, paid=decision.paid, prompt_tokens=result.prompt_tokens,
+            cached_tokens=result.cached_tokens, completion_tokens=result.completion_tokens,
+            ttft_s=result.ttft, latency_s=result.latency, cost=record.cost, payment=record.payment,
+            surplus=record.surplus, correct=result.correct, predicted_latency_s=decision.predicted_latency_s,
+            predicted_cost=decision.predicted_cost, predicted_quality=decision.predicted_quality,
+            finished_at=self.now)
+        return log, record
+
+
+class _Run:
+    """Book-keeping of one :meth:`InProcessCluster.run`: dialogues, queue, requests in flight."""
+
+    def __init__(self, cluster: InProcessCluster, dialogues: list[Dialogue], max_tokens: int,
+                 turns: int | None, report: BuyerReport) -> None:
+        self.cluster = cluster
+        self.waiting = dialogues[::-1]
+        self.max_tokens = max_tokens
+        self.turns = turns
+        self.report = report
+        self.replies: dict[str, list[str]] = {}
+        self.dialogue_of: dict[str, Dialogue] = {}
+        self.queue: list[RouteRequest] = []
+        self.first_queued = math.inf
+        self.in_flight: dict[str, Decision] = {}
+        self.logs: list[RequestLog] = []
+
+    def start_dialogue(self) -> None:
+        """Take the next waiting dialogue and queue its first turn."""
+        d = self.waiting.pop()
+        self.replies[d.dialogue_id] = []
+        self.enqueue(d)
+
+    def enqueue(self, d: Dialogue) -> None:
+        """Queue the next turn of ``d`` for the micro-batcher."""
+        replies = self.replies[d.dialogue_id]
+        turn = len(replies) + 1
+        prompt = render_chat(dialogue_messages(d, turn=turn, replies=replies))
+        req = RouteRequest(
+            request_id=f"{d.dialogue_id}-t{turn}", prompt=prompt, prompt_tokens=count_tokens(prompt),
+            max_tokens=self.max_tokens, session_id=d.dialogue_id, turn=turn, domain=d.domain,
+            source=d.source, buyer="sim", report=self.report, arrival=self.cluster.now,
+            gold_answer=d.turns[turn - 1].answer)
+        self.dialogue_of[req.request_id] = d
+        if not self.queue:
+            self.first_queued = self.cluster.now
+        self.queue.append(req)
+
+    def flush(self, max_batch: int) -> None:
+        """Route one micro-batch and hand each request to its primary backend's engine."""
+        batch, self.queue = self.queue[:max_batch], self.queue[max_batch:]
+        now = self.cluster.now
+        self.first_queued = now if self.queue else math.inf
+        for decision in self.cluster.router.route(batch, now):
+            if not decision.backends:
+                raise RuntimeError(f"no backend can serve {decision.request.request_id}")
+            backend = decision.backends[0]
+            req = decision.request
+            self.cluster.engines[backend].submit(EngineRequest(
+                request_id=req.request_id, prompt=req.prompt, max_tokens=req.max_tokens,
+                domain=req.domain or "default", gold_answer=req.gold_answer), now)
+            self.cluster.router.started(decision, backend, now)
+            self.in_flight[req.request_id] = decision
+
+    def finished(self, backend: str, result: EngineResult) -> RequestLog:
+        """Account for a finished request and queue the dialogue's next turn, or a new dialogue."""
+        decision = self.in_flight.pop(result.request_id)
+        log, _ = self.cluster.complete(decision, backend, result)
+        self.logs.append(log)
+        d = self.dialogue_of.pop(result.request_id)
+        replies = self.replies[d.dialogue_id]
+        replies.append(result.text)
+        limit = min(len(d.turns), self.turns) if self.turns else len(d.turns)
+        if len(replies) < limit:
+            self.enqueue(d)
+        elif self.waiting:
+            self.start_dialogue()
+        return log

@@ -1,0 +1,154 @@
+"""The micro-batcher: flush on size or on the first request's wait, bounded queue, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mercato.gateway.batcher import MicroBatcher, QueueFullError
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+class Recorder:
+    def __init__(self):
+        self.batches: list[list[int]] = []
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.batches.append(list(items))
+        return [x * 10 for x in items]
+
+
+def test_full_batch_flushes_without_waiting_for_the_timer():
+    async def main():
+        rec = Recorder()
+        batcher = MicroBatcher(rec, max_batch_size=4, max_wait_s=3600.0)
+        results = await asyncio.wait_for(asyncio.gather(*(batcher.submit(i) for i in range(4))), 5.0)
+        assert results == [0, 10, 20, 30]
+        assert rec.batches == [[0, 1, 2, 3]]
+
+    run(main())
+
+
+def test_partial_batch_flushes_after_max_wait_from_first_request():
+    async def main():
+        rec = Recorder()
+        batcher = MicroBatcher(rec, max_batch_size=16, max_wait_s=0.05)
+        start = time.monotonic()
+        first = batcher.submit(1)
+        await asyncio.sleep(0.03)
+        second = batcher.submit(2)
+        assert await first == 10 and await second == 20
+        elapsed = time.monotonic() - start
+        # one batch, flushed by the first request's deadline rather than the second one's
+        assert rec.batches == [[1, 2]]
+        assert elapsed >= 0.05
+
+    run(main())
+
+
+def test_burst_is_cut_into_batches_of_at_most_max_size_in_order():
+    async def main():
+        rec = Recorder()
+        batcher = MicroBatcher(rec, max_batch_size=16, max_wait_s=3600.0)
+        futures = [batcher.submit(i) for i in range(40)]
+        # 40 = 16 + 16 + 8: the last 8 wait for their timer, so do not wait an hour for them
+        done = await asyncio.wait_for(asyncio.gather(*futures[:32]), 5.0)
+        assert done == [10 * i for i in range(32)]
+        assert [len(b) for b in rec.batches] == [16, 16]
+        assert len(batcher) == 8
+        batcher.close()
+        with pytest.raises(RuntimeError):
+            await futures[-1]
+
+    run(main())
+
+
+def test_full_queue_is_refused_at_once_with_a_retry_hint():
+    async def main():
+        batcher = MicroBatcher(Recorder(), max_batch_size=16, max_wait_s=3600.0, queue_limit=2)
+        batcher.submit(1)
+        batcher.submit(2)
+        with pytest.raises(QueueFullError) as info:
+            batcher.submit(3)
+        assert info.value.retry_after_s >= 1
+        batcher.close()
+
+    run(main())
+
+
+def test_flush_error_reaches_every_waiter_and_the_batcher_keeps_working():
+    calls = {"n": 0}
+
+    def flaky(items):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ValueError("router exploded")
+        return items
+
+    async def main():
+        batcher = MicroBatcher(flaky, max_batch_size=2, max_wait_s=0.01)
+        bad = [batcher.submit(1), batcher.submit(2)]
+        for fut in bad:
+            with pytest.raises(ValueError, match="exploded"):
+                await fut
+        assert await batcher.submit(3) == 3
+
+    run(main())
+
+
+def test_cancelled_request_is_not_allocated():
+    async def main():
+        rec = Recorder()
+        batcher = MicroBatcher(rec, max_batch_size=16, max_wait_s=0.02)
+        gone = batcher.submit(1)
+        kept = batcher.submit(2)
+        gone.cancel()
+        assert await kept == 20
+        assert rec.batches == [[2]]
+
+    run(main())
+
+
+def test_wrong_number_of_results_is_an_error_not_a_hang():
+    async def main():
+        batcher = MicroBatcher(lambda items: items[:-1], max_batch_size=2, max_wait_s=0.01)
+        with pytest.raises(RuntimeError, match="results"):
+            await asyncio.wait_for(batcher.submit(1), 5.0)
+
+    run(main())
+
+
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=6), st.integers(1, 8))
+def test_every_item_gets_its_own_result_in_batches_no_larger_than_max(groups, max_size):
+    """Arrivals in groups separated by pauses: each item is answered once, with its own result."""
+
+    async def main():
+        rec = Recorder()
+        batcher = MicroBatcher(rec, max_batch_size=max_size, max_wait_s=0.001, queue_limit=10_000)
+        futures, items = [], []
+        for g, size in enumerate(groups):
+            for k in range(size):
+                item = g * 100 + k
+                items.append(item)
+                futures.append(batcher.submit(item))
+            await asyncio.sleep(0)
+        results = await asyncio.wait_for(asyncio.gather(*futures), 10.0)
+        assert results == [10 * x for x in items]
+        assert all(1 <= len(b) <= max_size for b in rec.batches)
+        assert [x for b in rec.batches for x in b] == items
+
+    run(main())
+
+
+def test_bad_settings_are_rejected():
+    with pytest.raises(ValueError):
+        MicroBatcher(Recorder(), max_batch_size=0)
+    with pytest.raises(ValueError):
+        MicroBatcher(Recorder(), max_wait_s=float("nan"))

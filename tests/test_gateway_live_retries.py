@@ -1,0 +1,99 @@
+"""Retries before the first byte, failover on a failing backend, client faults passed through.
+
+The engines are real; a thin ASGI wrapper in front of one of them injects 503s, which a
+simulated engine never produces by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from gateway_live_support import backend_entry, gateway, ledger_rows
+from mercato.engine import EngineCore, get_profile
+from mercato.engine.server import create_app as create_engine_app
+from mercato.engine.server import running_server
+from mercato.gateway.backends import CircuitState
+from mercato.gateway.config import parse_config
+
+MESSAGES = [{"role": "user", "content": "Where did the boat go?"}]
+
+
+class Flaky:
+    """ASGI app answering the first ``failures`` chat requests with 503, then the engine's answer."""
+
+    def __init__(self, app: Callable[..., Any], failures: int) -> None:
+        self.app, self.failures, self.posts = app, failures, 0
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            self.posts += 1
+            if self.posts <= self.failures:
+                await send({"type": "http.response.start", "status": 503,
+                            "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": b'{"error": {"message": "overloaded"}}'})
+                return
+        await self.app(scope, receive, send)
+
+
+def engine_app(profile: str, seed: int = 0):
+    return create_engine_app(EngineCore(get_profile(profile), max_num_seqs=8, seed=seed), profile, speed=20.0)
+
+
+def config(urls: dict[str, str], db, **sections):
+    backends = [backend_entry(name, "qwen3-8b", url) for name, url in urls.items()]
+    return parse_config({"backends": backends, "accounting": {"db": str(db)},
+                         "policy": {"name": "round_robin"},
+                         "retries": {"max_retries": 2, "backoff_base_s": 0.01}} | sections)
+
+
+def test_5xx_before_the_first_byte_is_retried_on_the_same_backend(tmp_path):
+    flaky = Flaky(engine_app("qwen3-8b"), failures=2)
+    with running_server(flaky) as url, gateway(config({"only": url}, tmp_path / "l.sqlite")) as (gw_url, gw):
+        client = openai.OpenAI(base_url=f"{gw_url}/v1", api_key="unused", max_retries=0)
+        reply = client.chat.completions.create(model="mercato", messages=MESSAGES, max_tokens=8)
+        assert reply.choices[0].message.content
+        assert reply.mercato["backend"] == "only" and reply.mercato["failovers"] == 0
+        assert flaky.posts == 3  # two 503s, then the answer
+        assert gw.pool["only"].breaker.state is CircuitState.CLOSED  # the success reset the count
+    assert len(ledger_rows(tmp_path / "l.sqlite")) == 1
+
+
+def test_a_backend_that_keeps_failing_is_left_for_the_next_and_its_breaker_opens(tmp_path):
+    flaky = Flaky(engine_app("qwen3-8b"), failures=10**6)
+    with ExitStack() as stack:
+        bad = stack.enter_context(running_server(flaky))
+        good = stack.enter_context(running_server(engine_app("qwen3-8b", seed=1)))
+        cfg = config({"bad": bad, "good": good}, tmp_path / "l.sqlite",
+                     circuit_breaker={"failure_threshold": 3, "cooldown_s": 600, "health_interval_s": 600})
+        gw_url, gw = stack.enter_context(gateway(cfg))
+        client = openai.OpenAI(base_url=f"{gw_url}/v1", api_key="unused", max_retries=0)
+        replies = [client.chat.completions.create(model="mercato", messages=MESSAGES, max_tokens=8)
+                   for _ in range(4)]
+        assert all(r.mercato["backend"] == "good" for r in replies)
+        assert sum(r.mercato["failovers"] for r in replies) >= 1
+        assert gw.pool["bad"].breaker.state is CircuitState.OPEN
+        assert flaky.posts == 3  # 1 try + 2 retries opened the breaker; then it was skipped
+        assert not gw.router.snapshot()["backends"]["bad"]["healthy"]
+    assert {r["backend"] for r in ledger_rows(tmp_path / "l.sqlite")} == {"good"}
+
+
+def test_a_request_the_backend_rejects_comes_back_as_is_without_failover(tmp_path):
+    with running_server(engine_app("qwen3-8b")) as url, \
+            gateway(config({"only": url}, tmp_path / "l.sqlite")) as (gw_url, gw):
+        too_long = [{"role": "user", "content": "word " * 200_000}]  # beyond the model's context
+        response = httpx.post(f"{gw_url}/v1/chat/completions", timeout=30,
+                              json={"model": "mercato", "messages": too_long, "max_tokens": 8})
+        assert response.status_code == 400
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+        assert gw.pool["only"].breaker.failures == 0
+        with pytest.raises(openai.BadRequestError):
+            openai.OpenAI(base_url=f"{gw_url}/v1", api_key="unused", max_retries=0).chat.completions.create(
+                model="mercato", messages=too_long, max_tokens=8)
+        assert gw.router.snapshot()["pending"] == 0
+    assert ledger_rows(tmp_path / "l.sqlite") == []
