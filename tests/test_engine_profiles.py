@@ -6,6 +6,7 @@ import pytest
 
 from mercato.engine import PROFILES, EngineCore, get_profile
 from mercato.engine.kv_cache import BLOCK_TOKENS
+from mercato.engine.profiles import GPU_PROFILES, register_profile
 
 
 @pytest.mark.parametrize(("name", "layers", "kv_heads"), [
@@ -15,8 +16,8 @@ def test_kv_bytes_per_token_follow_the_architecture(name, layers, kv_heads):
 
 
 def test_the_iemas_models_and_a_large_one_are_there():
-    assert {"qwen3-4b", "qwen3-8b", "llama3-8b", "qwen3-32b"} <= set(PROFILES)
-    sizes = sorted(PROFILES.values(), key=lambda p: p.parameters)
+    assert {"qwen3-4b", "qwen3-8b", "llama3-8b", "qwen3-32b"} <= set(GPU_PROFILES)
+    sizes = sorted((PROFILES[n] for n in GPU_PROFILES), key=lambda p: p.parameters)
     assert sizes[0].name == "qwen3-4b" and sizes[-1].name == "qwen3-32b"
 
 
@@ -33,7 +34,7 @@ def test_block_pool_is_sized_from_the_memory_budget():
 
 
 def test_speeds_prices_and_quality_are_consistent():
-    for p in PROFILES.values():
+    for p in (PROFILES[n] for n in GPU_PROFILES):
         assert p.decode_step_seconds(1) == pytest.approx(1 / p.decode_tokens_per_s)
         assert p.decode_step_seconds(12) > p.decode_step_seconds(1)
         assert p.prefill_tokens_per_s > 20 * p.decode_tokens_per_s  # prefill is compute-bound, decode is not
@@ -43,6 +44,13 @@ def test_speeds_prices_and_quality_are_consistent():
     large, small = get_profile("qwen3-32b"), get_profile("qwen3-4b")
     assert large.price_output > small.price_output
     assert all(large.quality[d] > small.quality[d] for d in small.quality)
+
+
+def test_calibrated_cpu_profile_is_registered_once():
+    smol = get_profile("smollm2-135m-cpu")
+    assert smol.name not in GPU_PROFILES and smol.prefill_tokens_per_s > 0
+    with pytest.raises(ValueError, match="already registered"):
+        register_profile(smol)
 
 
 def test_unknown_profile_lists_the_known_ones():

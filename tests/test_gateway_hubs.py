@@ -84,3 +84,21 @@ def test_hub_router_runs_in_process():
     assert len(logs) == 18
     totals = cluster.router.snapshot()["totals"]
     assert totals["requests"] == 18 and totals["payments"] >= totals["cost"] - 1e-9
+
+
+def test_config_with_hubs_builds_a_hub_router():
+    from mercato.gateway.config import ConfigError, GatewayConfig
+
+    def backend(name: str, hub: str | None, domain: str) -> dict:
+        return {"name": name, "url": "http://127.0.0.1:9/v1", "model": "m", "hub": hub, "domains": [domain],
+                "prices": {"input": 0.05, "cached_input": 0.025, "output": 0.2}}
+
+    config = GatewayConfig(backends=[backend("a", "qa", "coqa"), backend("b", "qa", "coqa"),
+                                     backend("c", "reason", "hotpotqa")])
+    router = config.build_router()
+    assert isinstance(router, HubRouter)
+    assert {h.name: h.domains for h in router.hubs} == {"qa": {"coqa"}, "reason": {"hotpotqa"}}
+    d = router.route([req(1, domain="hotpotqa")], 0.0)[0]
+    assert d.backends == ["c"]
+    with pytest.raises(ConfigError, match="hub is required"):
+        GatewayConfig(backends=[backend("a", "qa", "coqa"), backend("b", None, "coqa")]).build_router()

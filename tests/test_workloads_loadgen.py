@@ -72,6 +72,17 @@ def test_run_load_replays_dialogues_with_tracing_and_growing_cache(engine_server
     assert summary["ttft_p50_ms"] <= summary["ttft_p95_ms"]
 
 
+def test_gold_history_puts_the_gold_answers_in_the_prompt(engine_server):
+    url, seen = engine_server
+    [dialogue] = synthetic_dialogues("coqa", n=1, seed=2, turns=3)
+    records = asyncio.run(run_load(url, [dialogue], history="gold"))
+    assert len(records) == 3
+    third = seen[-1][1]["messages"]
+    assert [m["content"] for m in third if m["role"] == "assistant"] == [t.answer for t in dialogue.turns[:2]]
+    with pytest.raises(ValueError, match="history must be one of model, gold"):
+        asyncio.run(run_load(url, [dialogue], history="mine"))
+
+
 def test_errors_are_recorded_and_end_the_dialogue():
     dialogues = synthetic_dialogues("quac", n=2, seed=1, turns=3)
     # nothing listens on port 9 (discard) of 127.0.0.1: every first turn fails, no second turn is sent

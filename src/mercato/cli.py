@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 
 from mercato import __version__
-from mercato.engine.commands import bench_engine, engine_profiles, engine_serve
+from mercato.bench.commands import bench_auction, bench_engine, bench_mechanisms
+from mercato.engine.commands import engine_profiles, engine_serve
 from mercato.engine.real import real_app
 from mercato.experiments.economy_commands import bench_economy, experiment_economy
 from mercato.gateway.live_commands import bench_gateway, ledger_app, serve_command
@@ -38,6 +38,7 @@ bench_app.command("star")(bench_star)
 experiment_app.command("economy")(experiment_economy)
 bench_app.command("economy")(bench_economy)
 
+
 # live gateway: HTTP proxy, ledger, overhead benchmark (commands in mercato.gateway.live_commands)
 app.command("serve")(serve_command)
 app.add_typer(ledger_app, name="ledger")
@@ -50,6 +51,8 @@ engine_app.command("serve")(engine_serve)
 engine_app.command("profiles")(engine_profiles)
 engine_app.add_typer(real_app, name="real")  # llama.cpp + SmolLM2 (commands in mercato.engine.real)
 bench_app.command("engine")(bench_engine)
+bench_app.command("mechanisms")(bench_mechanisms)
+bench_app.command("auction")(bench_auction)
 
 # workloads: the load generator (command in mercato.workloads.commands)
 app.command("loadgen")(loadgen)
@@ -69,64 +72,6 @@ def main(ctx: typer.Context,
         typer.echo(ctx.get_help())
         raise typer.Exit()
 
-
-@bench_app.command("mechanisms")
-def bench_mechanisms(json_out: JsonFlag = False, seed: SeedOption = 0) -> None:
-    """Time exact allocation + all VCG payments against N+1 re-solves and the paper's design."""
-    from mercato.bench import mechanisms
-
-    with progress() as bar:
-        task = bar.add_task("bench mechanisms", total=len(mechanisms.SIZES))
-        report = mechanisms.run(seed=seed, on_size=lambda _: bar.advance(task))
-    if json_out:
-        typer.echo(json.dumps(report, indent=2))
-        return
-    rows = [
-        {
-            "size": label,
-            "alloc ms": r["ms_allocation"],
-            "payments ms": r["ms_payments"],
-            "alloc+pay ms": r["ms_allocation_and_payments"],
-            "naive N+1 ms": r["ms_naive_total_same_solver"],
-            "x naive (payments)": r["speedup_vs_naive_same_solver"],
-            "x naive (total)": r["speedup_total_vs_naive_same_solver"],
-            "paper design ms": r["ms_paper_design"],
-            "x paper": r["speedup_vs_paper_design"],
-        }
-        for label, r in report["sizes"].items()
-    ]
-    print_table("VCG auction: exact b-matching + all payments (median ms)", rows)
-    for label, r in report["sizes"].items():
-        if r["paper_design_method"] != "measured" or r["naive_same_solver_method"] != "measured":
-            stderr.print(f"  {label}: paper design {r['paper_design_method']}; "
-                         f"naive {r['naive_same_solver_method']}")
-    met = report["targets_met"]
-    line = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in met.items())
-    typer.echo(f"targets: {line}")
-
-
-@bench_app.command("auction")
-def bench_auction(json_out: JsonFlag = False, seed: SeedOption = 0,
-                  requests: Annotated[int, typer.Option(help="Requests in the batch.")] = 200,
-                  backends: Annotated[int, typer.Option(help="Backends in the hub.")] = 100) -> None:
-    """Time one Router round (features, predictions, auction, payments) against river's per-pair scoring."""
-    from mercato.bench import auction
-
-    with progress() as bar:
-        task = bar.add_task("bench auction", total=1)
-        report = auction.run(n_requests=requests, n_backends=backends, seed=seed)
-        bar.advance(task)
-    if json_out:
-        typer.echo(json.dumps(report, indent=2))
-        return
-    print_table(f"one Router round at {requests} requests x {backends} backends (median ms)", [{
-        "round": report["ms_round_median"],
-        "predict all pairs": report["ms_predict_all_pairs"],
-        "auction + payments": report["ms_auction_and_payments"],
-        "river per-pair scoring": report["ms_river_per_pair_scoring_baseline"],
-        "x vs river scoring": report["speedup_scoring_vs_river"],
-    }])
-    typer.echo(f"target: round <= {report['target_ms']:g} ms: {'yes' if report['target_met'] else 'NO'}")
 
 
 @app.command("demo")

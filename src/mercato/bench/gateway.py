@@ -11,8 +11,8 @@ chosen in the config, so the overhead reported is what remains:
 
 It includes everything else the gateway does per request: parsing and validation, routing
 (features, predictions, auction, payments), forced streaming from the engine and the rebuilt
-JSON, predictor updates and the durable ledger commit, which the response waits for (its cost,
-one fsync of the disk the ledger is on, is measured and reported as ``ledger_commit_ms``). The
+JSON, predictor updates and the ledger commit, which the response waits for (the config's
+durability level; its cost is measured and reported as ``ledger_commit_ms``). The
 load generator is this process; the engine and the gateway are one process each.
 """
 

@@ -34,6 +34,7 @@ its listed defects. Each choice is documented in the module that makes it:
   condition run with one seed sees the same tasks and noise (paired comparisons).
 """
 
+from mercato.economy import exp7_mechanisms  # noqa: F401  (registers the vcg and clinching mechanisms)
 from mercato.economy.config import EconomyConfig, Parameters
 from mercato.economy.simulator import RunResult, simulate
 

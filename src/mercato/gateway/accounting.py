@@ -1,7 +1,10 @@
 """The accounting ledger: one durable row per routed request, written exactly once.
 
-SQLite in WAL mode with ``synchronous=FULL``: a committed row survives a crash of the process
-or the machine, readers (``mercato ledger summary``) never block the writer, and the primary
+SQLite in WAL mode. With ``synchronous=NORMAL`` (the default) a committed row survives a crash
+of the gateway process, which is the failure a ledger must ride out, and a commit costs no
+fsync; ``FULL`` also survives an operating-system crash or power loss, at one fsync (several
+milliseconds on ordinary disks) per commit group. Readers (``mercato ledger summary``) never
+block the writer, and the primary
 key on ``request_id`` plus ``INSERT ... ON CONFLICT DO NOTHING`` makes a second write of the
 same request a no-op that reports itself. The SQL is the common subset that PostgreSQL also
 speaks, so a PostgreSQL store implements :class:`~mercato.gateway.types.AccountingStore` with
@@ -47,6 +50,7 @@ _TOTAL_KEYS = ("requests", "paid_requests", "prompt_tokens", "cached_tokens", "c
                "cost", "payment", "surplus")
 # Float sums of many small prices can differ in the last bits; balance is checked to this slack.
 BALANCE_TOLERANCE = 1e-9
+SYNCHRONOUS = ("NORMAL", "FULL")  # SQLite durability levels offered (see module doc)
 
 
 class SQLiteAccountingStore:
@@ -56,14 +60,16 @@ class SQLiteAccountingStore:
     from a worker thread without blocking its event loop.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}")
         self.path = Path(path)
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute(f"PRAGMA synchronous={synchronous}")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.execute(_SCHEMA)
 

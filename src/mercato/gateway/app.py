@@ -43,7 +43,6 @@ from mercato.gateway.chat_api import (
 from mercato.gateway.config import GatewayConfig
 from mercato.gateway.errors import APIError
 from mercato.gateway.metrics import GatewayMetrics
-from mercato.gateway.router import Router
 from mercato.gateway.types import (
     AccountingStore,
     Decision,
@@ -75,10 +74,10 @@ class Gateway:
         # for itself (for example through a router that was given a store).
         self._owns_store = router is None and store is None
         self.store: AccountingStore | None = (
-            SQLiteAccountingStore(config.accounting.db) if self._owns_store else store)
+            SQLiteAccountingStore(config.accounting.db, config.accounting.synchronous)
+            if self._owns_store else store)
         self.committer = GroupCommitter(self.store) if self.store is not None else None
-        self.router: RoutingCore = router or Router(config.backend_specs(), config.policy.name,
-                                                    config.router_settings())
+        self.router: RoutingCore = router or config.build_router()
         self.policy = str(self.router.snapshot()["policy"])
         self.metrics = GatewayMetrics()
         self.pool = BackendPool(config, self._on_health)

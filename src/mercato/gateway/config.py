@@ -13,15 +13,16 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mercato.gateway.hubs import DomainClassifier, Hub, HubRouter
 from mercato.gateway.policies import POLICY_NAMES
 from mercato.gateway.predictors import PredictorSettings
-from mercato.gateway.router import RouterSettings
-from mercato.gateway.types import BackendSpec
+from mercato.gateway.router import Router, RouterSettings
+from mercato.gateway.types import BackendSpec, RoutingCore
 from mercato.gateway.valuation import ValuationSettings
 
 NonNegative = Annotated[float, Field(ge=0.0)]
@@ -146,9 +147,14 @@ class PrefixConfig(_Section):
 
 
 class AccountingConfig(_Section):
-    """Where the SQLite ledger lives."""
+    """Where the SQLite ledger lives and how durable each commit is.
+
+    ``NORMAL``: a committed record survives a crash of the gateway (no fsync per commit);
+    ``FULL``: it also survives an operating-system crash or power loss (one fsync per commit group).
+    """
 
     db: Path = Path("mercato-ledger.sqlite")
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
 
 
 class ServerConfig(_Section):
@@ -231,6 +237,25 @@ class GatewayConfig(_Section):
                         domains=tuple(b.domains), hub=b.hub)
             for b in self.backends
         ]
+
+    def build_router(self) -> RoutingCore:
+        """One Router, or a HubRouter when backends name their ``hub`` (every backend then must).
+
+        Each hub advertises the domain tags of its backends; the front classifier sends a request
+        to a hub by domain, then by its quality-vs-latency preference (see :mod:`mercato.gateway.hubs`).
+        """
+        specs = self.backend_specs()
+        hub_names = [b.hub for b in self.backends]
+        if all(h is None for h in hub_names):
+            return Router(specs, self.policy.name, self.router_settings())
+        missing = [b.name for b in self.backends if b.hub is None]
+        if missing:
+            raise ConfigError(f"backends {missing}: hub is required once any backend names a hub")
+        hubs = [Hub(name, tuple(b.name for b in self.backends if b.hub == name),
+                    frozenset(d for b in self.backends if b.hub == name for d in b.domains))
+                for name in dict.fromkeys(h for h in hub_names if h is not None)]
+        classifier = DomainClassifier({}, {b.name: b.capacity for b in self.backends})
+        return HubRouter(specs, hubs, self.policy.name, self.router_settings(), classifier)
 
     def router_settings(self) -> RouterSettings:
         """The Router core's settings from the valuation, predictor, prefix and policy sections."""

@@ -19,8 +19,10 @@ run's own feedback:
 
 from __future__ import annotations
 
+import itertools
 import re
 import zlib
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -40,7 +42,7 @@ def last_user_message(prompt: str) -> str:
 def hashed_embedding(text: str, domain: str | None, dim: int) -> NDArray[np.float64]:
     """Signed hashing of unigrams, bigrams and the domain tag; unit L2 norm (zeros if empty)."""
     words = _WORD.findall(text.lower())
-    grams = words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)] + [f"__domain_{domain}"]
+    grams = words + [f"{a} {b}" for a, b in itertools.pairwise(words)] + [f"__domain_{domain}"]
     x = np.zeros(dim)
     for g in grams:
         h = zlib.crc32(g.encode())

@@ -31,6 +31,9 @@ def loadgen(
     max_tokens: Annotated[int, typer.Option(min=1, help="max_tokens of every request.")] = 64,
     bid: Annotated[float | None, typer.Option(help="Buyer's bid sent in the mercato extension.")] = None,
     delta: Annotated[float | None, typer.Option(help="Buyer's quality-vs-latency weight in [0, 1].")] = None,
+    history: Annotated[str, typer.Option(
+        help="Earlier replies in the prompt: model (its own, as IEMAS) or gold (identical prompts "
+             "for every server).")] = "model",
     run_id: Annotated[str | None, typer.Option(help="X-Mercato-Run-Id (default: random).")] = None,
     out: Annotated[Path, typer.Option(help="JSONL file, one record per request.")] = DEFAULT_OUT,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic workload and the arrivals.")] = 0,
@@ -66,7 +69,8 @@ def loadgen(
         try:
             records = asyncio.run(run_load(
                 url, chosen, model=model, concurrency=concurrency, poisson_rate=poisson_rate,
-                max_tokens=max_tokens, seed=seed, run_id=run_id, mercato=extension, on_record=on_record))
+                max_tokens=max_tokens, seed=seed, run_id=run_id, mercato=extension, history=history,
+                on_record=on_record))
         except ValueError as err:
             raise typer.BadParameter(str(err)) from None
     summary = {"workload": workload, "url": url, "run_id": records[0].run_id if records else run_id,

@@ -143,17 +143,16 @@ async def _first_model(client: AsyncOpenAI) -> str:
     return page.data[0].id
 
 
+@dataclass
 class _Session:
     """What every request of one run shares: client, model, run id, clock origin."""
 
-    def __init__(self, client: AsyncOpenAI, model: str, run_id: str, max_tokens: int,
-                 extension: dict[str, Any], start: float) -> None:
-        self.client = client
-        self.model = model
-        self.run_id = run_id
-        self.max_tokens = max_tokens
-        self.extension = extension
-        self.start = start
+    client: AsyncOpenAI
+    model: str
+    run_id: str
+    max_tokens: int
+    extension: dict[str, Any]
+    start: float
 
     async def request(self, dialogue: Dialogue, turn: int, replies: list[str]) -> RequestRecord:
         """Send one turn as a streaming request and measure it."""
