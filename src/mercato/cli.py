@@ -80,6 +80,7 @@ def demo(
     turns: Annotated[int, typer.Option(help="Turns per dialogue.")] = 6,
     concurrency: Annotated[int, typer.Option(help="Dialogues in flight at once.")] = 12,
     speed: Annotated[float, typer.Option(help="Simulated seconds per wall second of the engines.")] = 1.0,
+    capacity: Annotated[int, typer.Option(help="Gateway slots per backend (the auction's q_i).")] = 12,
     policies: Annotated[str, typer.Option(help="Comma-separated policies to compare.")] = (
         "auction,random,round_robin,least_loaded,cache_aware,mf"),
     out: Annotated[str, typer.Option(help="Folder for CSV/JSON/PNG/markdown.")] = "results/demo",
@@ -93,7 +94,7 @@ def demo(
     chosen = tuple(p.strip() for p in policies.split(",") if p.strip())
     try:
         settings = DemoSettings(dialogues=dialogues, turns=turns, concurrency=concurrency, speed=speed,
-                                seed=seed, policies=chosen, out=Path(out))
+                                capacity=capacity, seed=seed, policies=chosen, out=Path(out))
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     rows, records = [], {}

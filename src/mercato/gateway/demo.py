@@ -52,6 +52,10 @@ class DemoSettings:
     max_tokens: int = 48
     speed: float = 1.0
     seed: int = 0
+    # Gateway slots per backend (the auction's q_i). Default: what each engine really runs at once
+    # (12). With fewer (IEMAS's examples use 4) buyers compete for the cheap slots, VCG prices rise
+    # above cost, and the auction trades some cache affinity for the capacity limit.
+    capacity: int = 12
     policies: tuple[str, ...] = DEMO_POLICIES
     fleet: tuple[str, ...] = FLEET
     out: Path = field(default=Path("results/demo"))
@@ -60,8 +64,8 @@ class DemoSettings:
         unknown = [p for p in self.policies if p not in POLICY_NAMES]
         if unknown:
             raise ValueError(f"unknown policies {unknown}; choose from {', '.join(POLICY_NAMES)}")
-        if min(self.dialogues, self.turns, self.concurrency, self.max_tokens) < 1:
-            raise ValueError("dialogues, turns, concurrency and max_tokens must all be >= 1")
+        if min(self.dialogues, self.turns, self.concurrency, self.max_tokens, self.capacity) < 1:
+            raise ValueError("dialogues, turns, concurrency, max_tokens and capacity must all be >= 1")
         if self.speed <= 0:
             raise ValueError(f"speed must be > 0 for a timed demo, got {self.speed}")
 
@@ -76,7 +80,7 @@ def run_policy(policy: str, settings: DemoSettings, on_record: Callable[[Request
     store = SQLiteAccountingStore(db)
     try:
         with EngineFleet(settings.fleet, speed=settings.speed, seed=settings.seed) as fleet:
-            config = GatewayConfig(backends=fleet.backend_configs(),
+            config = GatewayConfig(backends=fleet.backend_configs(settings.capacity),
                                    policy=PolicyConfig(name=policy, seed=settings.seed),
                                    accounting=AccountingConfig(db=db))
             app = create_app(config, store=store)
@@ -135,8 +139,8 @@ def write_outputs(rows: list[dict[str, Any]], records: dict[str, list[RequestRec
 
 def _plot_bars(rows: list[dict[str, Any]], path: Path) -> Path:
     metrics = [("kv_hit_rate", "KV hit rate"), ("mean_cost", "mean cost (credits)"),
-               ("ttft_p50_ms", "TTFT p50 (ms)"), ("accuracy", "accuracy"), ("welfare", "social welfare"),
-               ("surplus", "hub surplus")]
+               ("ttft_p50_ms", "TTFT p50 (ms)"), ("ttft_p95_ms", "TTFT p95 (ms)"), ("accuracy", "accuracy"),
+               ("welfare", "social welfare")]
     fig, axes = plt.subplots(2, 3, figsize=(11, 5.5))
     names = [r["policy"] for r in rows]
     colors = ["tab:red" if n == "auction" else "tab:gray" for n in names]
@@ -175,7 +179,8 @@ def _report(rows: list[dict[str, Any]], settings: DemoSettings, path: Path) -> P
     text = (
         "# mercato demo\n\n"
         f"Fleet: {', '.join(settings.fleet)} (simulated vLLM engines, 12 sequences each, "
-        f"gpu_memory_utilization 0.6, speed {settings.speed:g}); workload: {settings.dialogues} "
+        f"gpu_memory_utilization 0.6, speed {settings.speed:g}; the gateway offers "
+        f"{settings.capacity} slots per backend); workload: {settings.dialogues} "
         f"CoQA-like dialogues x {settings.turns} turns, concurrency {settings.concurrency}, "
         f"max_tokens {settings.max_tokens}, seed {settings.seed}. Each policy ran on a fresh fleet "
         "behind the live gateway, driven over HTTP by the openai client.\n\n"

@@ -107,12 +107,17 @@ class EngineFleet:
                 return
         raise KeyError(name)
 
-    def backend_configs(self) -> list[BackendConfig]:
-        """The fleet as gateway backends, priced and sized from each profile."""
+    def backend_configs(self, capacity: int | None = None) -> list[BackendConfig]:
+        """The fleet as gateway backends, priced from each profile.
+
+        ``capacity`` is the gateway's slots per backend (the auction's q_i); default: the
+        engines' ``max_num_seqs``. Fewer slots than the engine runs make buyers compete.
+        """
         out = []
         for e in self.engines:
             p = get_profile(e.profile)
-            out.append(BackendConfig(name=e.name, url=e.url, model=e.profile, capacity=self.max_num_seqs,
+            out.append(BackendConfig(name=e.name, url=e.url, model=e.profile,
+                                     capacity=capacity or self.max_num_seqs,
                                      prices=Prices(input=p.price_input, cached_input=p.price_cached_input,
                                                    output=p.price_output), profile=e.profile))
         return out
