@@ -139,3 +139,14 @@ def test_bad_router_config():
         BuyerReport(bid=-1)
     with pytest.raises(ValueError, match="delta"):
         BuyerReport(delta=1.5)
+
+
+def test_unmatched_requests_fill_leftover_slots_instead_of_piling_up():
+    # Values below cost leave every request unmatched (no positive welfare); the fallback must
+    # still respect slots: 4 requests over 2 backends of 2 slots each, 2 per backend.
+    router = Router([spec("a", price=1.0, capacity=2), spec("b", price=1.1, capacity=2)], "auction")
+    batch = [request(f"u{i}", "x " * 200, session=f"u{i}", bid=0.0) for i in range(4)]
+    decisions = router.route(batch, 0.0)
+    assert not any(d.paid for d in decisions)
+    primaries = [d.backends[0] for d in decisions]
+    assert sorted(primaries) == ["a", "a", "b", "b"]

@@ -11,6 +11,7 @@ from mercato.bench.commands import bench_auction, bench_engine, bench_mechanisms
 from mercato.engine.commands import engine_profiles, engine_serve
 from mercato.engine.real import real_app
 from mercato.experiments.economy_commands import bench_economy, experiment_economy
+from mercato.experiments.iemas.commands import experiment_iemas
 from mercato.gateway.live_commands import bench_gateway, ledger_app, serve_command
 from mercato.reporting import print_table, progress, stderr
 from mercato.star.commands import bench_star, experiment_star, star_app
@@ -38,6 +39,8 @@ bench_app.command("star")(bench_star)
 experiment_app.command("economy")(experiment_economy)
 bench_app.command("economy")(bench_economy)
 
+# IEMAS evaluation, paper 004 (command in mercato.experiments.iemas.commands)
+experiment_app.command("iemas")(experiment_iemas)
 
 # live gateway: HTTP proxy, ledger, overhead benchmark (commands in mercato.gateway.live_commands)
 app.command("serve")(serve_command)

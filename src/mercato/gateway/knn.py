@@ -36,7 +36,7 @@ _USER = "<|user|>\n"
 def last_user_message(prompt: str) -> str:
     """The text of the last user message of a ``render_chat`` prompt (the whole prompt if none)."""
     start = prompt.rfind(_USER)
-    return prompt[start + len(_USER):] if start >= 0 else prompt
+    return prompt[start + len(_USER) :] if start >= 0 else prompt
 
 
 def hashed_embedding(text: str, domain: str | None, dim: int) -> NDArray[np.float64]:
@@ -77,8 +77,16 @@ class KnnQualityPolicy:
 
     name = "knn"
 
-    def __init__(self, n_backends: int, *, k: int = 16, dim: int = 256, memory: int = 512,
-                 cost_weight: float = 0.1, explore: float = 0.3) -> None:
+    def __init__(
+        self,
+        n_backends: int,
+        *,
+        k: int = 16,
+        dim: int = 256,
+        memory: int = 512,
+        cost_weight: float = 0.1,
+        explore: float = 0.3,
+    ) -> None:
         if min(k, dim, memory) < 1:
             raise ValueError(f"k, dim and memory must be >= 1, got {k}, {dim}, {memory}")
         self.k, self.dim, self.cost_weight, self.explore = k, dim, cost_weight, explore
@@ -89,8 +97,9 @@ class KnnQualityPolicy:
         """The query's embedding: its last user message and its domain."""
         return hashed_embedding(last_user_message(request.prompt), request.domain, self.dim)
 
-    def predict(self, x: NDArray[np.float64], list_cost: NDArray[np.float64]
-                ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    def predict(
+        self, x: NDArray[np.float64], list_cost: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
         """For queries ``x`` (N, dim): P(correct) and cost per backend (N, M), and labels per backend (M,).
 
         ``list_cost`` (N, M) is the cost to assume where a backend remembers nothing yet.

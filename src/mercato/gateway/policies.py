@@ -16,7 +16,7 @@ failover order and the accounting, so policies differ only in the decision itsel
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -86,16 +86,21 @@ class _Stateless:
 Pick = Callable[[int, NDArray[np.bool_], NDArray[np.float64], NDArray[np.int64]], int]
 
 
-def assign_sequentially(ctx: BatchContext, pick: Pick) -> NDArray[np.int64]:
+def assign_sequentially(ctx: BatchContext, pick: Pick, rows: Sequence[int] | None = None,
+                        taken: NDArray[np.int64] | None = None) -> NDArray[np.int64]:
     """Walk the batch in order; ``pick(i, allowed_i, load, slots_left)`` chooses request i's backend.
 
     The shared loop of the one-request-at-a-time policies: requests no backend can serve stay
-    at -1, and each choice adds to that backend's load and takes one of its slots.
+    at -1, and each choice adds to that backend's load and takes one of its slots. ``rows``
+    limits the walk to some requests; ``taken`` (M,) counts slots already given away.
     """
     load = ctx.inflight.astype(np.float64).copy()
     left = ctx.capacity.astype(np.int64).copy()
+    if taken is not None:
+        load += taken
+        left -= taken
     out = np.full(len(ctx.requests), -1, dtype=np.int64)
-    for i in range(len(ctx.requests)):
+    for i in range(len(ctx.requests)) if rows is None else rows:
         ok = ctx.allowed[i]
         if ok.any():
             choice = pick(i, ok, load, left)
@@ -105,11 +110,13 @@ def assign_sequentially(ctx: BatchContext, pick: Pick) -> NDArray[np.int64]:
     return out
 
 
-def greedy_fill(ctx: BatchContext, score: NDArray[np.float64]) -> NDArray[np.int64]:
+def greedy_fill(ctx: BatchContext, score: NDArray[np.float64], rows: Sequence[int] | None = None,
+                taken: NDArray[np.int64] | None = None) -> NDArray[np.int64]:
     """Give each request, in order, its best-scoring allowed backend with a slot left.
 
     Higher score is better; when every allowed backend is full the request still gets its
-    best allowed backend and queues there (as with a real load balancer).
+    best allowed backend and queues there (as with a real load balancer). ``rows`` and
+    ``taken`` as in :func:`assign_sequentially`.
     """
 
     def pick(i: int, ok: NDArray[np.bool_], _load: NDArray[np.float64], left: NDArray[np.int64]) -> int:
@@ -117,7 +124,7 @@ def greedy_fill(ctx: BatchContext, score: NDArray[np.float64]) -> NDArray[np.int
         pool = with_slot if with_slot.any() else ok
         return int(np.argmax(np.where(pool, score[i], -np.inf)))
 
-    return assign_sequentially(ctx, pick)
+    return assign_sequentially(ctx, pick, rows, taken)
 
 
 class AuctionPolicy(_Stateless):
@@ -126,16 +133,21 @@ class AuctionPolicy(_Stateless):
     name = "auction"
 
     def allocate(self, ctx: BatchContext) -> Allocation:
-        """Run the VCG auction; unmatched requests fall back (unpaid) to their best pair."""
+        """Run the VCG auction; unmatched requests go, unpaid, to the best slots left over.
+
+        IEMAS sends every unmatched request to its own best backend, ignoring capacity and the
+        other unmatched requests, which piles them onto one server. Here they fill the slots the
+        auction left free, best predicted welfare first, and queue only when none is left.
+        """
         values = np.where(ctx.allowed, ctx.values, np.nan)
         outcome = run_vcg_auction(values, ctx.costs, ctx.capacity)
         assignment = outcome.assignment.copy()
-        paid = outcome.matched.copy()
-        for i in np.flatnonzero(assignment < 0):
-            if ctx.allowed[i].any():
-                assignment[i] = int(np.nanargmax(np.where(ctx.allowed[i], ctx.values[i] - ctx.costs[i],
-                                                          np.nan)))
-        return Allocation(assignment, paid, outcome.externality.copy())
+        unmatched = np.flatnonzero(assignment < 0)
+        if unmatched.size:
+            taken = np.bincount(assignment[outcome.matched], minlength=ctx.allowed.shape[1])
+            fallback = greedy_fill(ctx, ctx.values - ctx.costs, rows=unmatched.tolist(), taken=taken)
+            assignment[unmatched] = fallback[unmatched]
+        return Allocation(assignment, outcome.matched.copy(), outcome.externality.copy())
 
 
 class RandomPolicy(_Stateless):

@@ -39,6 +39,10 @@ _MIN_LATENCY_S = 1e-3
 _LATENCY_COLUMNS = [1, 7, 10]  # uncached_ktok, backend_inflight, utilisation
 _LATENCY_PRIOR = np.array([math.log(0.1), 0.5, 0.1, 0.0])
 _RLS_FORGET = 0.99
+# Forgetting inflates the covariance by 1/0.99 per update along directions the data never excite
+# (in-flight and utilisation are collinear for a fixed capacity); unbounded, it overflows to NaN
+# after about 70k updates. Capping its trace keeps RLS finite without touching short runs.
+_RLS_TRACE_CAP = 1e6
 _RESIDUAL_WARMUP = 30
 _OUTPUT_EWMA = 0.1
 
@@ -195,6 +199,9 @@ class BackendPredictor:
         k = cz / (_RLS_FORGET + z @ cz)
         self.theta = self.theta + k * (y - z @ self.theta)
         self.cov = (self.cov - np.outer(k, cz)) / _RLS_FORGET
+        trace = float(np.trace(self.cov))
+        if trace > _RLS_TRACE_CAP:
+            self.cov *= _RLS_TRACE_CAP / trace
 
 
 class PredictorBank:
