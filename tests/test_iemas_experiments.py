@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from mercato.experiments.iemas import clustering, predictors, schemes, table1, truthfulness, welfare
-from mercato.experiments.iemas.common import Options, Section, markdown_table, summarise, with_ci
+from mercato.experiments.iemas.common import Options, Section, summarise, with_ci
 from mercato.experiments.iemas.paper import TABLE1, paper_cell
 from mercato.gateway.hubs import SCHEMES, HubRouter, build_hubs
 from mercato.gateway.types import BuyerReport, RouteRequest
+from mercato.reporting import markdown_table
 
 
 def options(tmp_path: Path, seeds: int = 2, seed: int = 0) -> Options:

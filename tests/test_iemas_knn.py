@@ -48,7 +48,7 @@ def context(requests: list[RouteRequest], capacity: int = 4) -> BatchContext:
         np.full(m, capacity, dtype=np.int64),
         np.zeros(m),
         zeros,
-        Predictions(zeros, zeros, zeros, zeros),
+        Predictions(zeros, zeros, zeros),
         zeros,
         zeros,
         np.random.default_rng(0),

@@ -74,6 +74,13 @@ def progress(console: Console = stderr) -> Iterator[Progress]:
         yield bar
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub markdown table; cells are written with ``str``."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def write_json(path: Path, data: Any) -> Path:
     """Write ``data`` as indented JSON, creating parent folders."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -41,14 +41,13 @@ def _market(n_backends: int, seed: int) -> Router:
         for i, p in enumerate(prices)
     ]
     router = Router(specs, "auction")
-    for j, b in enumerate(router.predictors.backends):
+    for j in range(n_backends):
         for _ in range(300):
             x = rng.random(N_FEATURES) * [2, 2, 1, 15, 1, 50, 50, 8, 8, 4, 1, 1, 1, 1]
             latency = 0.01 + 0.2 * x[1] + 0.02 * x[7] + rng.exponential(0.01)
             cost = specs[j].price_input * x[1] * 1000 + rng.normal(0, 1)
-            b.learn(x, 0, latency, cost, int(rng.integers(5, 60)), bool(rng.random() < 0.7))
-        router.predictors._compiled[j] = None
-    router.predictors._forests = None
+            tokens = int(rng.integers(5, 60))
+            router.predictors.learn(j, x, 0, latency, cost, tokens, bool(rng.random() < 0.7))
     for s in range(400):  # half the sessions already have a prefix at some backend
         router.ledger.observe(
             f"b{s % n_backends}",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import subprocess
@@ -36,6 +37,7 @@ import httpx
 import numpy as np
 import yaml
 
+from mercato.bench.timing import median_ms
 from mercato.gateway.accounting import SQLiteAccountingStore
 from mercato.gateway.config import BackendConfig
 from mercato.gateway.fleet import EngineFleet, free_port
@@ -159,17 +161,18 @@ async def _drive(url: str, arrivals: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _commit_ms(workdir: Path, repeats: int = 20) -> float:
-    """Median time of one durable ledger commit on the disk the benchmark's ledger lives on."""
+    """Median time of one ledger commit (default durability) on the disk the ledger lives on."""
     store = SQLiteAccountingStore(workdir / "probe.sqlite")
-    samples = []
-    for i in range(repeats):
-        rec = LedgerRecord(f"probe-{i}", 0.0, "bench", "engine", PROFILE, "auction", 1, 0, 1,
-                           0.0, 0.0, 0.0, False)
-        start = time.perf_counter()
-        store.record(rec)
-        samples.append((time.perf_counter() - start) * 1e3)
-    store.close()
-    return float(np.median(samples))
+    ids = itertools.count()
+
+    def commit() -> None:
+        store.record(LedgerRecord(f"probe-{next(ids)}", 0.0, "bench", "engine", PROFILE, "auction", 1, 0, 1,
+                                  0.0, 0.0, 0.0, False))
+
+    try:
+        return median_ms(commit, repeats=repeats, warmup=0)
+    finally:
+        store.close()
 
 
 def _ms(values: np.ndarray, q: float) -> float:

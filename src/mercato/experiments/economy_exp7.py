@@ -50,7 +50,7 @@ from mercato.experiments.economy_report import (
     timed,
     write_report,
 )
-from mercato.reporting import fmt, write_csv
+from mercato.reporting import fmt, markdown_table, write_csv
 
 TOPOLOGIES7: tuple[str, ...] = ("tree", "sp", "entangled")
 MECHANISMS7: tuple[str, ...] = ("value_greedy", "market", *TRUTHFUL_MECHANISMS)
@@ -290,18 +290,19 @@ def run(options: Options) -> Report:
 
 
 def _markdown_tables(gains: Sequence[Mapping[str, Any]], responses: Sequence[Mapping[str, Any]]) -> str:
-    lines = ["", "### Does inflating pay? (strategic agents' utility per task, inflated minus truthful, "
-             "paired by seed)", "",
-             "| topology | mechanism | share | inflation | gain [95% CI] | Holm p | pays |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {g['topology']} | {g['mechanism']} | {g['share']:g} | x{g['inflation']:g} | "
-              f"{fmt(g['gain'])} [{fmt(g['gain_lo'])}, {fmt(g['gain_hi'])}] | {fmt(g['p_holm'])} | "
-              f"{'yes' if g['pays'] else 'no'} |" for g in gains]
-    lines += ["", "### Best-response welfare (strategic agents choose x1, x1.5 or x2)", "",
-              "| topology | mechanism | share | chosen | welfare [95% CI] | vs 0% strategic |",
-              "|---|---|---|---|---|---|"]
-    lines += [f"| {r['topology']} | {r['mechanism']} | {r['share']:g} | x{r['chosen_inflation']:g} | "
-              f"{fmt(r['welfare'])} [{fmt(r['welfare_lo'])}, {fmt(r['welfare_hi'])}] | "
-              f"{r['welfare_change']:+.1%} |" for r in responses]
-    return "\n".join(lines) + "\n"
+    gain_rows = [[g["topology"], g["mechanism"], f"{g['share']:g}", f"x{g['inflation']:g}",
+                  f"{fmt(g['gain'])} [{fmt(g['gain_lo'])}, {fmt(g['gain_hi'])}]", fmt(g["p_holm"]),
+                  "yes" if g["pays"] else "no"] for g in gains]
+    response_rows = [[r["topology"], r["mechanism"], f"{r['share']:g}", f"x{r['chosen_inflation']:g}",
+                      f"{fmt(r['welfare'])} [{fmt(r['welfare_lo'])}, {fmt(r['welfare_hi'])}]",
+                      f"{r['welfare_change']:+.1%}"] for r in responses]
+    return "\n".join([
+        "", "### Does inflating pay? (strategic agents' utility per task, inflated minus truthful, "
+        "paired by seed)", "",
+        markdown_table(["topology", "mechanism", "share", "inflation", "gain [95% CI]", "Holm p", "pays"],
+                       gain_rows),
+        "### Best-response welfare (strategic agents choose x1, x1.5 or x2)", "",
+        markdown_table(["topology", "mechanism", "share", "chosen", "welfare [95% CI]", "vs 0% strategic"],
+                       response_rows),
+    ])
 

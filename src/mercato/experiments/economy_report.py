@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from mercato.economy.config import EconomyConfig
 from mercato.economy.runner import run_many
 from mercato.economy.stats import bca_interval
-from mercato.reporting import fmt, print_table, stderr, write_csv, write_json
+from mercato.reporting import fmt, markdown_table, print_table, stderr, write_csv, write_json
 
 LABELS: dict[str, str] = {
     "median_latency": "median latency (ms)", "p95_latency": "p95 latency (ms)",
@@ -204,18 +204,19 @@ def markdown(report: Report) -> str:
         header.append(LABELS.get(m, m))
         if any(f"{m}_paper" in r for r in report.summary):
             header.append("paper")
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for r in report.summary:
         cells = [str(r[f]) for f in report.factors]
         for m in report.metrics:
             cells.append(f"{fmt(r[m])} [{fmt(r[f'{m}_lo'])}, {fmt(r[f'{m}_hi'])}]")
             if any(f"{m}_paper" in s for s in report.summary):
                 cells.append(fmt(r.get(f"{m}_paper", "")))
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    lines.append(markdown_table(header, rows).rstrip("\n"))
     if report.tests:
         keys = list(report.tests[0].keys())
-        lines += ["", "Statistical tests:", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-        lines += ["| " + " | ".join(fmt(t.get(k)) for k in keys) + " |" for t in report.tests]
+        lines += ["", "Statistical tests:", "",
+                  markdown_table(keys, [[fmt(t.get(k)) for k in keys] for t in report.tests]).rstrip("\n")]
     png = [f for f in report.files if f.endswith(".png")]
     if png:
         lines += ["", f"![Experiment {report.experiment}]({Path(png[0]).name})"]

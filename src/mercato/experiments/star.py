@@ -31,7 +31,7 @@ from mercato.mechanisms.workflow import (
     run_star,
 )
 from mercato.mechanisms.workflow.properties import ProcurementMechanism
-from mercato.reporting import write_csv, write_json
+from mercato.reporting import markdown_table, write_csv, write_json
 from mercato.star.market import DEFAULT_INPUT_RATIO, draw_costs, market_agents
 from mercato.star.plan import PER_MILLION
 from mercato.star.scenarios import SCENARIOS, scenario
@@ -261,19 +261,17 @@ def markdown(report: dict[str, Any]) -> str:
         f"--input-ratio {report['input_ratio']:g}`: total payment per workflow in $, mean ± std "
         f"over {report['trials']} trials; truthful bids; reductions are of STAR's mean payment.",
         "",
-        "| Setting | STAR (ours) | Myopic (ours) | Homog. (ours) | vs Myopic | vs Homog. "
-        "| STAR (paper) | Myopic (paper) | Homog. (paper) | vs Myopic (paper) | vs Homog. (paper) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in report["summary"]:
-        lines.append(
-            f"| {r['setting']} | {_pm(r['star_mean'], r['star_std'])} "
-            f"| {_pm(r['myopic_mean'], r['myopic_std'])} "
-            f"| {_pm(r['homogeneous_mean'], r['homogeneous_std'])} | {r['vs_myopic_pct']:.1f}% "
-            f"| {r['vs_homogeneous_pct']:.1f}% | {_pm(r['paper_star_mean'], r['paper_star_std'])} "
-            f"| {_pm(r['paper_myopic_mean'], r['paper_myopic_std'])} "
-            f"| {_pm(r['paper_homogeneous_mean'], r['paper_homogeneous_std'])} "
-            f"| {r['paper_vs_myopic_pct']:.1f}% | {r['paper_vs_homogeneous_pct']:.1f}% |")
+    lines.append(markdown_table(
+        ["Setting", "STAR (ours)", "Myopic (ours)", "Homog. (ours)", "vs Myopic", "vs Homog.",
+         "STAR (paper)", "Myopic (paper)", "Homog. (paper)", "vs Myopic (paper)", "vs Homog. (paper)"],
+        [[r["setting"], _pm(r["star_mean"], r["star_std"]), _pm(r["myopic_mean"], r["myopic_std"]),
+          _pm(r["homogeneous_mean"], r["homogeneous_std"]), f"{r['vs_myopic_pct']:.1f}%",
+          f"{r['vs_homogeneous_pct']:.1f}%", _pm(r["paper_star_mean"], r["paper_star_std"]),
+          _pm(r["paper_myopic_mean"], r["paper_myopic_std"]),
+          _pm(r["paper_homogeneous_mean"], r["paper_homogeneous_std"]),
+          f"{r['paper_vs_myopic_pct']:.1f}%", f"{r['paper_vs_homogeneous_pct']:.1f}%"]
+         for r in report["summary"]]).rstrip("\n"))
     lines += [
         "",
         "![payments](payments.png) ![reductions](reductions.png)",
@@ -285,16 +283,14 @@ def markdown(report: dict[str, Any]) -> str:
         "alone back to its cheapest agent would add (negative: the move is paid for by lower "
         "information rents, not by lower resource cost).",
         "",
-        "| Scenario | Role | moved | tier: cheapest -> STAR | extra generation ($) "
-        "| transfer tokens avoided | net saving per move ($) | net saving per trial ($) |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in report["broadcaster_trap"]:
-        lines.append(
-            f"| {r['scenario']} | {r['role']} | {100 * r['moved_share']:.0f}% "
-            f"| {r['from_tier']:.1f} -> {r['to_tier']:.1f} | {r['extra_generation_usd']:.3f} "
-            f"| {r['transfer_tokens_avoided']:,.0f} | {r['net_saving_usd']:.3f} "
-            f"| {r['net_saving_per_trial_usd']:.3f} |")
+    lines.append(markdown_table(
+        ["Scenario", "Role", "moved", "tier: cheapest -> STAR", "extra generation ($)",
+         "transfer tokens avoided", "net saving per move ($)", "net saving per trial ($)"],
+        [[r["scenario"], r["role"], f"{100 * r['moved_share']:.0f}%",
+          f"{r['from_tier']:.1f} -> {r['to_tier']:.1f}", f"{r['extra_generation_usd']:.3f}",
+          f"{r['transfer_tokens_avoided']:,.0f}", f"{r['net_saving_usd']:.3f}",
+          f"{r['net_saving_per_trial_usd']:.3f}"] for r in report["broadcaster_trap"]]).rstrip("\n"))
     dsic = report["dsic"]
     ir = report["individual_rationality_worst_shortfall_usd"]
     lines += [

@@ -13,10 +13,10 @@ TTFT is measured as in the IEMAS reference: from the moment the request reaches 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from mercato.engine import EngineCore, EngineRequest, EngineResult, get_profile
+from mercato.engine import EngineCore, EngineRequest, EngineResult, ModelProfile, get_profile
 from mercato.engine.chat import render_chat
 from mercato.engine.tokenizer import count_tokens
 from mercato.gateway.router import Router, RouterSettings
@@ -24,7 +24,6 @@ from mercato.gateway.types import (
     BackendSpec,
     BuyerReport,
     Decision,
-    LedgerRecord,
     Observation,
     RouteRequest,
     RoutingCore,
@@ -55,6 +54,7 @@ class RequestLog:
     completion_tokens: int
     ttft_s: float
     latency_s: float
+    queue_wait_s: float  # time waiting at the engine for a slot or KV blocks
     cost: float
     payment: float
     surplus: float
@@ -86,12 +86,20 @@ class InProcessCluster:
     def __init__(self, backends: list[BackendSpec], policy: str = "auction", *,
                  settings: RouterSettings | None = None, batching: BatchingSettings | None = None,
                  gpu_memory_utilization: float = 0.6, seed: int = 0,
-                 router: RoutingCore | None = None) -> None:
-        """``router`` replaces the default single-hub Router (e.g. a :class:`HubRouter`)."""
+                 router: RoutingCore | None = None,
+                 profiles: Mapping[str, ModelProfile] | None = None) -> None:
+        """``router`` replaces the default single-hub Router (e.g. a :class:`HubRouter`);
+        ``profiles`` gives backends by name an engine profile the registry lacks (specialised or
+        calibrated models); the others use ``get_profile(profile or model)``."""
+        profiles = profiles or {}
+        unknown = sorted(set(profiles) - {b.name for b in backends})
+        if unknown:
+            raise ValueError(f"engine profiles given for unknown backends {unknown}")
         self.backends = backends
         self.router: RoutingCore = router or Router(backends, policy, settings or RouterSettings(seed=seed))
         self.batching = batching or BatchingSettings()
-        self.engines = {b.name: EngineCore(get_profile(b.profile or b.model), max_num_seqs=b.capacity,
+        self.engines = {b.name: EngineCore(profiles.get(b.name) or get_profile(b.profile or b.model),
+                                           max_num_seqs=b.capacity,
                                            gpu_memory_utilization=gpu_memory_utilization, seed=seed)
                         for b in backends}
         self.now = 0.0
@@ -123,8 +131,7 @@ class InProcessCluster:
                 run.flush(self.batching.max_batch)
         return run.logs
 
-    def complete(self, decision: Decision, backend: str, result: EngineResult
-                 ) -> tuple[RequestLog, LedgerRecord]:
+    def complete(self, decision: Decision, backend: str, result: EngineResult) -> RequestLog:
         """Feed an engine result back to the router and log it."""
         req = decision.request
         obs = Observation(request_id=req.request_id, backend=backend, ok=True, ttft_s=result.ttft,
@@ -137,11 +144,13 @@ class InProcessCluster:
             request_id=req.request_id, dialogue_id=req.session_id, turn=req.turn, domain=req.domain or "",
             backend=backend, paid=decision.paid, prompt_tokens=result.prompt_tokens,
             cached_tokens=result.cached_tokens, completion_tokens=result.completion_tokens,
-            ttft_s=result.ttft, latency_s=result.latency, cost=record.cost, payment=record.payment,
+            ttft_s=result.ttft, latency_s=result.latency,
+            queue_wait_s=max(0.0, result.scheduled_time - result.arrival), cost=record.cost,
+            payment=record.payment,
             surplus=record.surplus, correct=result.correct, predicted_latency_s=decision.predicted_latency_s,
             predicted_cost=decision.predicted_cost, predicted_quality=decision.predicted_quality,
             finished_at=self.now)
-        return log, record
+        return log
 
 
 class _Run:
@@ -201,7 +210,7 @@ class _Run:
     def finished(self, backend: str, result: EngineResult) -> RequestLog:
         """Account for a finished request and queue the dialogue's next turn, or a new dialogue."""
         decision = self.in_flight.pop(result.request_id)
-        log, _ = self.cluster.complete(decision, backend, result)
+        log = self.cluster.complete(decision, backend, result)
         self.logs.append(log)
         d = self.dialogue_of.pop(result.request_id)
         replies = self.replies[d.dialogue_id]

@@ -30,7 +30,7 @@ from mercato.gateway.app import create_app
 from mercato.gateway.config import AccountingConfig, GatewayConfig, PolicyConfig
 from mercato.gateway.fleet import EngineFleet
 from mercato.gateway.policies import POLICY_NAMES
-from mercato.reporting import write_csv, write_json
+from mercato.reporting import markdown_table, write_csv, write_json
 from mercato.workloads import synthetic_dialogues
 from mercato.workloads.loadgen import RequestRecord, run_load, summarize
 
@@ -174,8 +174,7 @@ def _plot_ttft(records: dict[str, list[RequestRecord]], path: Path) -> Path:
 
 
 def _report(rows: list[dict[str, Any]], settings: DemoSettings, path: Path) -> Path:
-    header = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
-    body = "".join("| " + " | ".join(_cell(r[c]) for c in COLUMNS) + " |\n" for r in rows)
+    table = markdown_table(COLUMNS, [[_cell(r[c]) for c in COLUMNS] for r in rows])
     text = (
         "# mercato demo\n\n"
         f"Fleet: {', '.join(settings.fleet)} (simulated vLLM engines, 12 sequences each, "
@@ -188,7 +187,7 @@ def _report(rows: list[dict[str, Any]], settings: DemoSettings, path: Path) -> P
         "Cost: IEMAS Eq. 6 in credits (1 credit = 1e-6 USD). TTFT: as seen by the client. "
         "Welfare: buyers' realised value minus cost. Payments: what buyers paid (cost plus VCG "
         "externality); surplus: what the hub kept. NMAE: the router's predictors on the last 20% "
-        "of requests.\n\n" + header + body +
+        "of requests.\n\n" + table +
         "\n![summary](summary.png)\n\n![TTFT](ttft_cdf.png)\n")
     path.write_text(text)
     return path

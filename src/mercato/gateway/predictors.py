@@ -19,7 +19,6 @@ keep the early residuals long after the baseline has moved, so latency has no le
 
 river scores one dict at a time (about 5 µs a call, 100 ms for 200 x 100 pairs), so the trees
 are compiled to flat arrays after they change and all pairs descend them together in numpy.
-The residual trees' leaf spread gives a latency uncertainty (std) per pair.
 """
 
 from __future__ import annotations
@@ -65,7 +64,6 @@ class Predictions:
     """Per-pair estimates for one batch, each (N, M)."""
 
     latency_s: NDArray[np.float64]
-    latency_std_s: NDArray[np.float64]
     cost: NDArray[np.float64]
     quality: NDArray[np.float64]
 
@@ -79,15 +77,14 @@ class CompiledTree:
     left: NDArray[np.int64]
     right: NDArray[np.int64]
     value: NDArray[np.float64]
-    spread: NDArray[np.float64]
 
 
-def _leaf_value(node: object, classifier: bool) -> tuple[float, float]:
+def _leaf_value(node: object, classifier: bool) -> float:
     stats = node.stats  # type: ignore[attr-defined]
     if classifier:
         positive = float(stats.get(True, 0.0))
-        return (positive + 1.0) / (float(sum(stats.values())) + 2.0), 0.0
-    return float(stats.mean.get()), max(0.0, float(stats.get())) ** 0.5
+        return (positive + 1.0) / (float(sum(stats.values())) + 2.0)
+    return float(stats.mean.get())
 
 
 def compile_tree(model: tree.HoeffdingTreeRegressor | tree.HoeffdingTreeClassifier,
@@ -100,7 +97,7 @@ def compile_tree(model: tree.HoeffdingTreeRegressor | tree.HoeffdingTreeClassifi
     if root is None:
         prior = 0.5 if classifier else prior
         return CompiledTree(np.array([-1]), np.zeros(1), np.zeros(1, np.int64),
-                            np.zeros(1, np.int64), np.array([prior]), np.zeros(1))
+                            np.zeros(1, np.int64), np.array([prior]))
     nodes: list[object] = []
     queue = [root]
     while queue:
@@ -110,7 +107,7 @@ def compile_tree(model: tree.HoeffdingTreeRegressor | tree.HoeffdingTreeClassifi
     index_of = {id(n): i for i, n in enumerate(nodes)}
     size = len(nodes)
     out = CompiledTree(np.full(size, -1), np.zeros(size), np.zeros(size, np.int64),
-                       np.zeros(size, np.int64), np.zeros(size), np.zeros(size))
+                       np.zeros(size, np.int64), np.zeros(size))
     for i, node in enumerate(nodes):
         children = getattr(node, "children", None)
         if children:
@@ -118,7 +115,7 @@ def compile_tree(model: tree.HoeffdingTreeRegressor | tree.HoeffdingTreeClassifi
             out.threshold[i] = float(node.threshold)  # type: ignore[attr-defined]
             out.left[i], out.right[i] = index_of[id(children[0])], index_of[id(children[1])]
         else:
-            out.value[i], out.spread[i] = _leaf_value(node, classifier)
+            out.value[i] = _leaf_value(node, classifier)
     return out
 
 
@@ -133,7 +130,6 @@ class Forest:
         self.left = np.concatenate([t.left + o for t, o in zip(trees, offsets, strict=True)])
         self.right = np.concatenate([t.right + o for t, o in zip(trees, offsets, strict=True)])
         self.value = np.concatenate([t.value for t in trees])
-        self.spread = np.concatenate([t.spread for t in trees])
 
     def leaves(self, x: NDArray[np.float64]) -> NDArray[np.int64]:
         """Leaf index of every pair of ``x`` (N, M, F), backend j descending tree j."""
@@ -243,4 +239,4 @@ class PredictorBank:
         out_tokens = np.stack([b.output_tokens for b in self.backends])[:, domain_index].T  # (N, M)
         cost = np.maximum(baseline_cost(self.prices, x, out_tokens) + cost_f.value[cost_f.leaves(x)], 0.0)
         quality = quality_f.value[quality_f.leaves(x)]
-        return Predictions(latency, latency * latency_f.spread[leaves], cost, quality)
+        return Predictions(latency, cost, quality)

@@ -100,10 +100,5 @@ class PrefixLedger:
             del self._holders[session]
         self.dropped += 1
 
-    def forget_backend(self, backend: str) -> None:
-        """Drop everything known about a backend (it restarted or was removed)."""
-        for session in list(self._entries[backend]):
-            self._drop(backend, session)
-
     def __len__(self) -> int:
         return sum(len(e) for e in self._entries.values())

@@ -69,7 +69,6 @@ class RouterTotals:
     welfare: float = 0.0
     correct: int = 0
     judged: int = 0
-    hit_rate_sum: float = 0.0
 
 
 class Router:
@@ -288,7 +287,6 @@ class Router:
         t.requests += 1
         t.prompt_tokens += obs.prompt_tokens
         t.cached_tokens += obs.cached_tokens
-        t.hit_rate_sum += obs.cached_tokens / max(1, obs.prompt_tokens)
         t.cost += record.cost
         t.payments += record.payment
         t.surplus += record.surplus

@@ -44,7 +44,6 @@ from mercato.experiments.iemas.common import (
     all_keys,
     ci_bars,
     ci_cells,
-    markdown_table,
     number,
     parallel_map,
     save_figure,
@@ -58,7 +57,7 @@ from mercato.gateway.valuation import ValuationSettings
 from mercato.mechanisms import run_vcg_auction, run_vcg_auction_naive
 from mercato.mechanisms.bmatching import usable_weights
 from mercato.mechanisms.ssp import ssp_vcg_externalities
-from mercato.reporting import write_csv
+from mercato.reporting import markdown_table, write_csv
 
 DOMAINS: tuple[str, ...] = ("coqa", "quac", "hotpotqa")
 SPECIALIST_BONUS = 0.1

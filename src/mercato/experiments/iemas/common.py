@@ -39,10 +39,8 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 from mercato.economy.stats import Estimate, bca_interval
-from mercato.engine import EngineCore, EngineResult, ModelProfile
-from mercato.gateway.cluster import InProcessCluster, RequestLog, profile_backends
-from mercato.gateway.router import Router, RouterSettings
-from mercato.gateway.types import BackendSpec, BuyerReport, Decision, LedgerRecord, RoutingCore
+from mercato.gateway.cluster import RequestLog, profile_backends
+from mercato.gateway.types import BackendSpec, BuyerReport
 from mercato.gateway.valuation import ValuationSettings, realised_value
 from mercato.reporting import progress, write_json
 
@@ -117,49 +115,6 @@ class Section:
 def population(profiles: Sequence[str] = FLEET, max_num_seqs: int = MAX_NUM_SEQS) -> list[BackendSpec]:
     """Backends of the given profiles, priced from each profile, ``max_num_seqs`` slots each."""
     return profile_backends(list(profiles), max_num_seqs=max_num_seqs)
-
-
-class ProfiledCluster(InProcessCluster):
-    """The in-process cluster with an engine profile chosen per backend (ones the registry lacks:
-    specialised or calibrated models), remembering how long each request queued at its engine."""
-
-    def __init__(
-        self,
-        backends: list[BackendSpec],
-        profiles: Mapping[str, ModelProfile],
-        *,
-        policy: str = "auction",
-        router: RoutingCore | None = None,
-        seed: int = 0,
-        gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION,
-    ) -> None:
-        missing = [b.name for b in backends if b.name not in profiles]
-        if missing:
-            raise ValueError(f"no engine profile for backends {missing}")
-        super().__init__(
-            [],
-            router=router or Router(backends, policy, RouterSettings(seed=seed)),
-            gpu_memory_utilization=gpu_memory_utilization,
-            seed=seed,
-        )
-        self.backends = backends
-        self.engines = {
-            b.name: EngineCore(
-                profiles[b.name],
-                max_num_seqs=b.capacity,
-                gpu_memory_utilization=gpu_memory_utilization,
-                seed=seed,
-            )
-            for b in backends
-        }
-        self.queue_wait: dict[str, float] = {}
-
-    def complete(
-        self, decision: Decision, backend: str, result: EngineResult
-    ) -> tuple[RequestLog, LedgerRecord]:
-        """Record how long the request waited for a slot or KV blocks, then account as usual."""
-        self.queue_wait[result.request_id] = max(0.0, result.scheduled_time - result.arrival)
-        return super().complete(decision, backend, result)
 
 
 def max_tokens_for(domain: str) -> int:
@@ -266,13 +221,6 @@ def all_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     for r in rows:
         keys.update(dict.fromkeys(r))
     return list(keys)
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def save_figure(fig: Figure, path: Path) -> str:

@@ -30,13 +30,11 @@ from mercato.engine.real import CTX_PER_SLOT, MODEL_NAME, RealEngine, model_path
 from mercato.engine.server import running_server
 from mercato.experiments.iemas.common import (
     Options,
-    ProfiledCluster,
     Section,
     Stopwatch,
     all_keys,
     ci_bars,
     ci_cells,
-    markdown_table,
     parallel_map,
     request_metrics,
     save_figure,
@@ -46,9 +44,10 @@ from mercato.experiments.iemas.common import (
 from mercato.experiments.iemas.paper import CLAIMS
 from mercato.gateway.accounting import SQLiteAccountingStore
 from mercato.gateway.app import create_app
+from mercato.gateway.cluster import InProcessCluster
 from mercato.gateway.config import AccountingConfig, BackendConfig, GatewayConfig, PolicyConfig, Prices
 from mercato.gateway.types import BackendSpec
-from mercato.reporting import progress, write_csv
+from mercato.reporting import markdown_table, progress, write_csv
 from mercato.workloads import synthetic_dialogues
 from mercato.workloads.loadgen import RequestRecord, run_load
 
@@ -193,12 +192,12 @@ def run_simulated(job: tuple[str, int, LiveConfig]) -> dict[str, Any]:
     ]
     # KV budget of `slots` contexts of CTX_PER_SLOT tokens, as llama-server is started with.
     memory = config.slots * CTX_PER_SLOT * KV_BYTES_PER_TOKEN + WEIGHTS_BYTES
-    cluster = ProfiledCluster(
+    cluster = InProcessCluster(
         specs,
-        {s.name: profile for s in specs},
-        policy=policy,
+        policy,
         seed=seed,
         gpu_memory_utilization=min(1.0, memory / profile.gpu.memory_bytes + 1e-9),
+        profiles={s.name: profile for s in specs},
     )
     logs = cluster.run(
         synthetic_dialogues("coqa", config.dialogues, seed, turns=config.turns),

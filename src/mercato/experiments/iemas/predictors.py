@@ -42,7 +42,6 @@ from mercato.experiments.iemas.common import (
     ci_bars,
     ci_cells,
     interval,
-    markdown_table,
     number,
     parallel_map,
     population,
@@ -58,7 +57,7 @@ from mercato.gateway.features import NAMES
 from mercato.gateway.predictors import Predictions, PredictorBank, baseline_cost
 from mercato.gateway.router import Router, RouterSettings
 from mercato.gateway.types import BackendSpec
-from mercato.reporting import write_csv
+from mercato.reporting import markdown_table, write_csv
 from mercato.workloads import synthetic_dialogues
 
 VARIANTS: dict[str, str] = {
@@ -145,7 +144,7 @@ class ReferenceTreeBank(PredictorBank):
                 cost[i, j] = max(float(self.cost_trees[j].predict_one(sample)), 0.0)
                 proba = self.quality_trees[j].predict_proba_one(sample)
                 quality[i, j] = float(proba.get(True, 0.0)) if proba else 0.5
-        return Predictions(latency, np.zeros((n, m)), cost, quality)
+        return Predictions(latency, cost, quality)
 
 
 @dataclass(frozen=True)

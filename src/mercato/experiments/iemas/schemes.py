@@ -37,12 +37,10 @@ from mercato.experiments.iemas.common import (
     MAX_NUM_SEQS,
     VALUATION,
     Options,
-    ProfiledCluster,
     Section,
     Stopwatch,
     ci_bars,
     ci_cells,
-    markdown_table,
     max_tokens_for,
     parallel_map,
     realised_welfare,
@@ -53,12 +51,12 @@ from mercato.experiments.iemas.common import (
     with_ci,
 )
 from mercato.experiments.iemas.paper import CLAIMS
-from mercato.gateway.cluster import RequestLog
+from mercato.gateway.cluster import InProcessCluster, RequestLog
 from mercato.gateway.hubs import SCHEMES, HubRouter, build_hubs
 from mercato.gateway.router import RouterSettings
 from mercato.gateway.types import BackendSpec
 from mercato.gateway.valuation import realised_value
-from mercato.reporting import write_csv
+from mercato.reporting import markdown_table, write_csv
 from mercato.workloads import Dialogue, synthetic_dialogues
 
 DOMAINS: tuple[str, ...] = ("coqa", "quac", "hotpotqa")
@@ -152,18 +150,17 @@ def run_scheme(job: tuple[str, int, SchemesConfig]) -> dict[str, Any]:
     hubs, classifier = build_hubs(scheme, specs, config.hubs)
     router = HubRouter(specs, hubs, "auction", RouterSettings(seed=seed), classifier)
     profiles = {b.name: specialised(get_profile(b.profile or b.model), b.domains[0]) for b in specs}
-    cluster = ProfiledCluster(specs, profiles, router=router, seed=seed)
+    cluster = InProcessCluster(specs, router=router, seed=seed, profiles=profiles)
     # One budget for the mixed stream: HotpotQA's 128 tokens (replies are drawn per domain, so the
     # shorter CoQA and QuAC answers rarely reach the cap of 64 they would otherwise have).
     logs = cluster.run(
         mixed_workload(config, seed), concurrency=config.concurrency, max_tokens=max_tokens_for("hotpotqa")
     )
-    return {"scheme": scheme, "seed": seed, **_metrics(logs, cluster, profiles, specs)}
+    return {"scheme": scheme, "seed": seed, **_metrics(logs, profiles, specs)}
 
 
 def _metrics(
     logs: Sequence[RequestLog],
-    cluster: ProfiledCluster,
     profiles: dict[str, ModelProfile],
     specs: list[BackendSpec],
 ) -> dict[str, float]:
@@ -177,7 +174,7 @@ def _metrics(
         - x.payment
         for x in paid
     ]
-    waits = np.array([cluster.queue_wait[x.request_id] for x in logs])
+    waits = np.array([x.queue_wait_s for x in logs])
     base = request_metrics(logs)
     return {
         **base,

@@ -33,7 +33,6 @@ from mercato.experiments.iemas.common import (
     Stopwatch,
     ci_bars,
     ci_cells,
-    markdown_table,
     max_tokens_for,
     number,
     parallel_map,
@@ -47,7 +46,7 @@ from mercato.experiments.iemas.common import (
 from mercato.experiments.iemas.paper import BENCHMARK_OF, CLAIMS, PAPER_ROW, TABLE1, paper_cell
 from mercato.gateway.cluster import InProcessCluster
 from mercato.gateway.policies import POLICY_NAMES
-from mercato.reporting import write_csv
+from mercato.reporting import markdown_table, write_csv
 from mercato.workloads import Dialogue, synthetic_dialogues
 from mercato.workloads.datasets import load_hotpotqa
 

@@ -34,7 +34,6 @@ from mercato.experiments.iemas.common import (
     Options,
     Section,
     Stopwatch,
-    markdown_table,
     number,
     parallel_map,
     population,
@@ -53,7 +52,7 @@ from mercato.mechanisms.properties import (
     check_individual_rationality,
     check_weak_budget_balance,
 )
-from mercato.reporting import write_csv
+from mercato.reporting import markdown_table, write_csv
 from mercato.workloads import synthetic_dialogues
 
 STRATEGIES: tuple[str, ...] = ("honest", "aggressive", "conservative", "random")

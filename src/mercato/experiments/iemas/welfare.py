@@ -22,7 +22,6 @@ from mercato.experiments.iemas.common import (
     Section,
     Stopwatch,
     ci_cells,
-    markdown_table,
     parallel_map,
     population,
     realised_welfare,
@@ -35,7 +34,7 @@ from mercato.experiments.iemas.paper import CLAIMS
 from mercato.experiments.iemas.table1 import ORDER
 from mercato.gateway.cluster import InProcessCluster
 from mercato.gateway.policies import POLICY_NAMES
-from mercato.reporting import write_csv
+from mercato.reporting import markdown_table, write_csv
 from mercato.workloads import synthetic_dialogues
 
 METRICS: tuple[str, ...] = (
@@ -169,17 +168,7 @@ def _markdown(
             [
                 [
                     f"`{r['policy']}`",
-                    *ci_cells(
-                        r,
-                        (
-                            "welfare",
-                            "welfare_per_turn",
-                            "kv_hit_rate",
-                            "mean_cost",
-                            "ttft_p50_ms",
-                            "accuracy",
-                        ),
-                    ),
+                    *ci_cells(r, METRICS),
                 ]
                 for r in summary
             ],
