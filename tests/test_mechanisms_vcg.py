@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mercato.mechanisms import AuctionOutcome, run_vcg_auction, run_vcg_auction_naive
 from mercato.mechanisms.properties import (
@@ -75,8 +78,8 @@ def first_price(values: np.ndarray, costs: np.ndarray, capacity) -> AuctionOutco
     payments[rows] = values[rows, outcome.assignment[rows]]
     externality = np.zeros_like(payments)
     externality[rows] = payments[rows] - costs[rows, outcome.assignment[rows]]
-    return AuctionOutcome(outcome.assignment, outcome.welfare, payments, externality,
-                          float(externality.sum()))
+    return replace(outcome, payments=payments, externality=externality,
+                   surplus=float(externality.sum()))
 
 
 def test_checker_catches_first_price():
@@ -92,12 +95,10 @@ def test_checker_catches_first_price():
 def test_ir_checker_can_fail():
     values, costs = np.array([[5.0]]), np.array([[1.0]])
     honest = run_vcg_auction(values, costs, [1])
-    overcharged = AuctionOutcome(honest.assignment, honest.welfare, np.array([7.0]),
-                                 np.array([6.0]), 6.0)
+    overcharged = replace(honest, payments=np.array([7.0]), externality=np.array([6.0]), surplus=6.0)
     assert check_individual_rationality(values, honest).holds()
     assert check_individual_rationality(values, overcharged).worst == pytest.approx(2.0)
-    undercharged = AuctionOutcome(honest.assignment, honest.welfare, np.array([0.5]),
-                                  np.array([-0.5]), -0.5)
+    undercharged = replace(honest, payments=np.array([0.5]), externality=np.array([-0.5]), surplus=-0.5)
     assert check_weak_budget_balance(costs, undercharged).worst == pytest.approx(0.5)
 
 
@@ -161,3 +162,53 @@ def test_fast_payments_equal_naive_with_crowded_agents():
         fast = run_vcg_auction(values, costs, capacity)
         assert np.bincount(fast.assignment[fast.matched]).max() > 32
         assert_same(fast, run_vcg_auction_naive(values, costs, capacity))
+
+
+def assert_same_outcome(warm: AuctionOutcome, cold: AuctionOutcome) -> None:
+    assert_same(warm, cold)
+    np.testing.assert_allclose(warm.slot_prices, cold.slot_prices, atol=1e-9, rtol=0)
+
+
+@settings(max_examples=150)
+@given(markets(max_n=9, max_m=5), st.integers(0, 2**32 - 1))
+def test_warm_prices_never_change_the_outcome(market, seed):
+    values, costs, capacity = market
+    prices = np.random.default_rng(seed).normal(0.0, 20.0, values.shape[1])  # any finite guess
+    assert_same_outcome(run_vcg_auction(values, costs, capacity, warm_prices=prices),
+                        run_vcg_auction(values, costs, capacity))
+
+
+@pytest.mark.parametrize("equal_slots", [False, True])
+def test_warm_prices_on_a_contested_market_match_the_oracle(equal_slots):
+    # Every request prefers the same cheap agents: the case warm prices are for. Sixty requests
+    # are enough for the exact agent pruning to run (both its equal- and unequal-slot paths).
+    rng = np.random.default_rng(5)
+    n, m = 60, 40
+    cheapness = np.linspace(10.0, 0.0, m)
+    for _ in range(6):
+        values = rng.uniform(5, 15, (n, 1)) + cheapness + rng.normal(0, 1, (n, m))
+        costs = rng.uniform(0, 3, (n, m))
+        capacity = np.full(m, 4) if equal_slots else rng.integers(1, 6, m)
+        cold = run_vcg_auction(values, costs, capacity)
+        naive = run_vcg_auction_naive(values, costs, capacity)
+        assert_same(cold, naive)
+        near = cold.slot_prices + rng.normal(0, 0.5, m)  # last round's prices, roughly
+        assert_same_outcome(run_vcg_auction(values, costs, capacity, warm_prices=near), cold)
+        assert_same_outcome(run_vcg_auction(values, costs, capacity, warm_prices=cold.slot_prices), cold)
+
+
+def test_slot_prices_price_one_more_request():
+    # A second buyer arriving with exactly the slot price as welfare would be indifferent.
+    values, costs = np.array([[9.0], [4.0]]), np.zeros((2, 1))
+    outcome = run_vcg_auction(values, costs, [1])
+    assert outcome.slot_prices[0] == pytest.approx(4.0)
+    assert outcome.payments[0] == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize(
+    ("prices", "message"),
+    [([1.0], r"one entry per agent \(2\)"), ([0.0, np.nan], "agent 1 is not"), ([["a", "b"]], "numeric")],
+)
+def test_bad_warm_prices_name_the_problem(prices, message):
+    with pytest.raises(ValueError, match=message):
+        run_vcg_auction(np.ones((2, 2)), np.zeros((2, 2)), [1, 1], warm_prices=prices)

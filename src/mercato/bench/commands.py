@@ -56,6 +56,9 @@ def bench_auction(json_out: JsonFlag = False, seed: SeedOption = 0,
                   backends: Annotated[int, typer.Option(help="Backends in the hub.")] = 100) -> None:
     """Time one Router round (features, predictions, auction, payments) against river's per-pair scoring."""
     from mercato.bench import auction
+    from mercato.gateway.heap import retain_freed_memory
+
+    retain_freed_memory()  # as `mercato serve` does
 
     with progress() as bar:
         task = bar.add_task("bench auction", total=1)
@@ -66,6 +69,7 @@ def bench_auction(json_out: JsonFlag = False, seed: SeedOption = 0,
         return
     print_table(f"one Router round at {requests} requests x {backends} backends (median ms)", [{
         "round": report["ms_round_median"],
+        "round, cold prices": report["ms_round_cold_median"],
         "predict all pairs": report["ms_predict_all_pairs"],
         "auction + payments": report["ms_auction_and_payments"],
         "river per-pair scoring": report["ms_river_per_pair_scoring_baseline"],

@@ -23,9 +23,8 @@ from typing import Any
 from mercato.engine.chat import render_chat
 from mercato.gateway.config import BuyerDefaults
 from mercato.gateway.errors import bad_request
-from mercato.gateway.types import BuyerReport
+from mercato.gateway.types import AUTO_MODEL, BuyerReport
 
-AUTO_MODEL = "mercato"
 # Keys of the ``mercato`` extension that are the buyer's private report: never sent to sellers.
 REPORT_KEYS = ("bid", "delta", "deadline_ms")
 _REPORT_HEADERS = {"bid": "x-mercato-bid", "delta": "x-mercato-delta",

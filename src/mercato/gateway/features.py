@@ -26,14 +26,23 @@ NAMES: tuple[str, ...] = (
     *(f"domain_{d}" for d in DOMAINS),
 )
 N_FEATURES = len(NAMES)
+_DOMAIN_INDEX = {d: i for i, d in enumerate(DOMAINS)}
+
+
+def domain_index(domain: str | None) -> int:
+    """Position of ``domain`` in DOMAINS; unknown or missing domains share the last index."""
+    return _DOMAIN_INDEX.get(domain, len(DOMAINS)) if domain is not None else len(DOMAINS)
 
 
 def batch_features(prompt_tokens: NDArray[np.float64], turns: NDArray[np.float64],
-                   max_tokens: NDArray[np.float64], domains: list[str | None],
+                   max_tokens: NDArray[np.float64], domains: NDArray[np.int64],
                    affinity: NDArray[np.float64], router_inflight: float, router_rate: float,
                    backend_inflight: NDArray[np.float64], backend_rate: NDArray[np.float64],
                    capacity: NDArray[np.float64]) -> NDArray[np.float64]:
-    """(N, M, F) features; request quantities have shape (N,), backend ones (M,), affinity (N, M)."""
+    """(N, M, F) features; request quantities have shape (N,), backend ones (M,), affinity (N, M).
+
+    ``domains`` holds each request's :func:`domain_index`.
+    """
     n, m = affinity.shape
     x = np.empty((n, m, N_FEATURES))
     x[:, :, 0] = (prompt_tokens / 1000.0)[:, None]
@@ -47,6 +56,6 @@ def batch_features(prompt_tokens: NDArray[np.float64], turns: NDArray[np.float64
     x[:, :, 8] = backend_rate[None, :]
     x[:, :, 9] = capacity[None, :]
     x[:, :, 10] = (backend_inflight / np.maximum(capacity, 1.0))[None, :]
-    onehot = np.array([[d == name for name in DOMAINS] for d in domains], dtype=np.float64)
-    x[:, :, 11:] = onehot.reshape(n, 1, len(DOMAINS)) if n else 0.0
+    onehot = np.eye(len(DOMAINS) + 1)[domains, :len(DOMAINS)]
+    x[:, :, 11:] = onehot[:, None, :]
     return x

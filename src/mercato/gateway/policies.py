@@ -128,9 +128,18 @@ def greedy_fill(ctx: BatchContext, score: NDArray[np.float64], rows: Sequence[in
 
 
 class AuctionPolicy(_Stateless):
-    """IEMAS: exact b-matching on predicted welfare with VCG payments."""
+    """IEMAS: exact b-matching on predicted welfare with VCG payments.
+
+    A running average of the rounds' market-clearing slot prices warm-starts the next solve:
+    consecutive batches of one market clear at similar prices, and the outcome never depends
+    on them (see :mod:`mercato.mechanisms.bmatching`).
+    """
 
     name = "auction"
+    price_smoothing = 0.3  # weight of the newest round in the running average
+
+    def __init__(self) -> None:
+        self._prices: NDArray[np.float64] | None = None
 
     def allocate(self, ctx: BatchContext) -> Allocation:
         """Run the VCG auction; unmatched requests go, unpaid, to the best slots left over.
@@ -140,7 +149,10 @@ class AuctionPolicy(_Stateless):
         auction left free, best predicted welfare first, and queue only when none is left.
         """
         values = np.where(ctx.allowed, ctx.values, np.nan)
-        outcome = run_vcg_auction(values, ctx.costs, ctx.capacity)
+        warm = self._prices if self._prices is not None and self._prices.shape == values.shape[1:] else None
+        outcome = run_vcg_auction(values, ctx.costs, ctx.capacity, warm_prices=warm)
+        a = self.price_smoothing
+        self._prices = outcome.slot_prices if warm is None else (1 - a) * warm + a * outcome.slot_prices
         assignment = outcome.assignment.copy()
         unmatched = np.flatnonzero(assignment < 0)
         if unmatched.size:

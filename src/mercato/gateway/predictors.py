@@ -209,11 +209,17 @@ class PredictorBank:
         self.prices = np.array([[s.price_input, s.price_cached_input, s.price_output] for s in specs])
         self._compiled: list[tuple[CompiledTree, CompiledTree, CompiledTree] | None] = [None] * len(specs)
         self._forests: tuple[Forest, Forest, Forest] | None = None
+        # Stacked per-backend parameters, kept current by learn() so predict() need not rebuild them.
+        self._theta = np.stack([b.theta for b in self.backends])  # (M, 4)
+        self._output_tokens = np.stack([b.output_tokens for b in self.backends])  # (M, domains + 1)
 
     def learn(self, backend: int, x: NDArray[np.float64], domain_index: int, latency_s: float | None,
               cost: float, completion_tokens: int, correct: bool | None) -> None:
         """Feed one observation to backend ``backend``'s predictors."""
-        self.backends[backend].learn(x, domain_index, latency_s, cost, completion_tokens, correct)
+        predictor = self.backends[backend]
+        predictor.learn(x, domain_index, latency_s, cost, completion_tokens, correct)
+        self._theta[backend] = predictor.theta
+        self._output_tokens[backend] = predictor.output_tokens
         self._compiled[backend] = None
         self._forests = None
 
@@ -232,11 +238,11 @@ class PredictorBank:
     def predict(self, x: NDArray[np.float64], domain_index: NDArray[np.int64]) -> Predictions:
         """Estimates for every pair of ``x`` (N, M, F); ``domain_index`` (N,) picks output priors."""
         latency_f, cost_f, quality_f = self._forest_set()
-        theta = np.stack([b.theta for b in self.backends])  # (M, 4)
-        linear = theta[None, :, 0] + np.einsum("nmk,mk->nm", x[:, :, _LATENCY_COLUMNS], theta[:, 1:])
+        theta = self._theta
+        linear = theta[None, :, 0] + sum(x[:, :, c] * theta[:, k + 1] for k, c in enumerate(_LATENCY_COLUMNS))
         leaves = latency_f.leaves(x)
         latency = np.exp(linear + latency_f.value[leaves])
-        out_tokens = np.stack([b.output_tokens for b in self.backends])[:, domain_index].T  # (N, M)
+        out_tokens = self._output_tokens[:, domain_index].T  # (N, M)
         cost = np.maximum(baseline_cost(self.prices, x, out_tokens) + cost_f.value[cost_f.leaves(x)], 0.0)
         quality = quality_f.value[quality_f.leaves(x)]
         return Predictions(latency, cost, quality)

@@ -14,12 +14,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mercato.engine.chat import END, GENERATION_PROMPT
-from mercato.gateway.features import DOMAINS, batch_features
+from mercato.gateway.features import batch_features, domain_index
 from mercato.gateway.policies import BatchContext, Policy, make_policy
 from mercato.gateway.predictors import PredictorBank, PredictorSettings
 from mercato.gateway.prefix import PrefixLedger
 from mercato.gateway.quality import QualityTracker
 from mercato.gateway.types import (
+    AUTO_MODEL,
     AccountingStore,
     BackendSpec,
     Decision,
@@ -43,15 +44,23 @@ class RouterSettings:
     seed: int = 0
 
 
-@dataclass
-class _Pending:
-    """What the router remembers about a routed request until it finishes."""
+@dataclass(frozen=True)
+class _BatchEstimates:
+    """A routed batch's features and predictions, kept until its last request finishes."""
 
-    features: NDArray[np.float64]  # (M, F)
-    affinity: NDArray[np.float64]  # (M,)
-    latency: NDArray[np.float64]  # (M,) predictions at decision time
+    features: NDArray[np.float64]  # (N, M, F)
+    affinity: NDArray[np.float64]  # (N, M)
+    latency: NDArray[np.float64]  # (N, M) predictions at decision time
     cost: NDArray[np.float64]
     quality: NDArray[np.float64]
+
+
+@dataclass
+class _Pending:
+    """What the router remembers about a routed request until it finishes: its batch row."""
+
+    batch: _BatchEstimates
+    row: int
     started: set[int] = field(default_factory=set)
 
 
@@ -118,31 +127,23 @@ class Router:
         ctx, features = self._context(batch, now)
         alloc = self.policy.allocate(ctx)
         welfare = ctx.welfare
-        candidates = self._candidates(welfare, ctx.allowed)
+        ranked, count = self._rankings(alloc.assignment, welfare, ctx.allowed)
+        rows = np.arange(len(batch))
+        routed = count > 0
+        first = np.where(routed, ranked[:, 0], 0)
+        p = ctx.predictions
+        cost = ctx.costs[rows, first]
+        externality = np.where(alloc.paid, alloc.externality, 0.0)
+        estimates = _BatchEstimates(features, ctx.affinity, p.latency_s, p.cost, p.quality)
+        names = self.names
         decisions = []
-        for i, req in enumerate(batch):
-            primary = int(alloc.assignment[i])
-            ranked = self._ranking(primary, candidates[i], ctx.allowed[i])
-            p = ctx.predictions
-            self._pending[req.request_id] = _Pending(
-                features[i], ctx.affinity[i], p.latency_s[i], p.cost[i], p.quality[i]
-            )
-            j = self.index[ranked[0]] if ranked else 0
-            paid = bool(alloc.paid[i])
-            externality = float(alloc.externality[i]) if paid else 0.0
-            decisions.append(
-                Decision(
-                    request=req,
-                    backends=ranked,
-                    paid=paid,
-                    payment=float(ctx.costs[i, j]) + externality if ranked else 0.0,
-                    externality=externality,
-                    predicted_latency_s=float(p.latency_s[i, j]),
-                    predicted_cost=float(ctx.costs[i, j]),
-                    predicted_quality=float(p.quality[i, j]),
-                    welfare=float(welfare[i, j]) if ranked else float("nan"),
-                )
-            )
+        for i, (req, order, k, paid, pay, ext, lat, c, q, w) in enumerate(zip(
+                batch, ranked.tolist(), count.tolist(), alloc.paid.tolist(),
+                np.where(routed, cost + externality, 0.0).tolist(), externality.tolist(),
+                p.latency_s[rows, first].tolist(), cost.tolist(), p.quality[rows, first].tolist(),
+                np.where(routed, welfare[rows, first], np.nan).tolist(), strict=True)):
+            self._pending[req.request_id] = _Pending(estimates, i)
+            decisions.append(Decision(req, [names[j] for j in order[:k]], paid, pay, ext, lat, c, q, w))
         return decisions
 
     def _context(self, batch: list[RouteRequest], now: float) -> tuple[BatchContext, NDArray[np.float64]]:
@@ -151,11 +152,12 @@ class Router:
         for i, r in enumerate(batch):
             self.ledger.affinity_row(r.session_id, r.prompt, affinity[i])
         rates = np.array([len(d) for d in self._dispatches], dtype=np.float64) / _RATE_WINDOW_S
+        domains = np.array([domain_index(r.domain) for r in batch], dtype=np.int64)
         x = batch_features(
             prompt_tokens=np.array([r.prompt_tokens for r in batch], dtype=np.float64),
             turns=np.array([r.turn for r in batch], dtype=np.float64),
             max_tokens=np.array([r.max_tokens for r in batch], dtype=np.float64),
-            domains=[r.domain for r in batch],
+            domains=domains,
             affinity=affinity,
             router_inflight=float(self.inflight.sum()),
             router_rate=len(self._arrivals) / _RATE_WINDOW_S,
@@ -163,16 +165,17 @@ class Router:
             backend_rate=rates,
             capacity=self.capacity.astype(np.float64),
         )
-        domain_index = np.array([_domain_index(r.domain) for r in batch], dtype=np.int64)
-        pred = self.predictors.predict(x, domain_index)
+        pred = self.predictors.predict(x, domains)
         bids = np.array([r.report.bid for r in batch], dtype=np.float64)
         deltas = np.array([r.report.delta for r in batch], dtype=np.float64)
         values = buyer_values(bids, deltas, pred.quality, pred.latency_s, self.settings.valuation)
         allowed = np.empty((n, m), dtype=bool)
-        for i, r in enumerate(batch):
-            allowed[i] = self.can_serve(r)
-            if r.report.deadline_ms is not None:
-                allowed[i] &= pred.latency_s[i] * 1000.0 <= r.report.deadline_ms
+        models = [r.model for r in batch]
+        for model in set(models):
+            rows = [i for i, name in enumerate(models) if name == model]
+            allowed[rows] = self.healthy if model == AUTO_MODEL else self.healthy & (self._models == model)
+        deadlines = np.array([r.report.deadline_ms or np.inf for r in batch])
+        allowed &= pred.latency_s * 1000.0 <= deadlines[:, None]
         free = np.maximum(self.capacity - self.inflight.astype(np.int64), 0)
         # IEMAS: when the batch outnumbers the free slots, offer full capacities and let the excess queue.
         capacity = free if free[self.healthy].sum() >= n else self.capacity.copy()
@@ -192,19 +195,27 @@ class Router:
         return ctx, x
 
     @staticmethod
-    def _candidates(welfare: NDArray[np.float64], allowed: NDArray[np.bool_]) -> NDArray[np.int64]:
-        """Per request, the best few backends by predicted welfare (allowed ones first)."""
-        keep = min(welfare.shape[1], MAX_FAILOVER + 1)
+    def _rankings(assignment: NDArray[np.int64], welfare: NDArray[np.float64],
+                  allowed: NDArray[np.bool_]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Per request: the primary, then up to MAX_FAILOVER other allowed backends by welfare.
+
+        Returns an (N, K) matrix whose row i holds request i's ranking in its first
+        ``count[i]`` entries.
+        """
+        n, m = welfare.shape
+        keep = min(m, MAX_FAILOVER + 1)
         score = np.where(allowed, np.nan_to_num(welfare, nan=-np.inf), -np.inf)
         top = np.argpartition(-score, keep - 1, axis=1)[:, :keep]
         order = np.argsort(-np.take_along_axis(score, top, axis=1), axis=1, kind="stable")
-        return np.take_along_axis(top, order, axis=1)
-
-    def _ranking(self, primary: int, candidates: NDArray[np.int64], allowed: NDArray[np.bool_]) -> list[str]:
-        """Primary first, then up to MAX_FAILOVER other allowed backends by predicted welfare."""
-        order = [primary] if primary >= 0 and allowed[primary] else []
-        order += [int(j) for j in candidates if allowed[j] and j != primary]
-        return [self.names[j] for j in order[: MAX_FAILOVER + 1]]
+        candidates = np.take_along_axis(top, order, axis=1)
+        rows = np.arange(n)[:, None]
+        primary = assignment[:, None]
+        has_primary = (primary >= 0) & allowed[rows, np.maximum(primary, 0)]
+        full = np.concatenate([primary, candidates], axis=1)
+        valid = np.concatenate([has_primary, allowed[rows, candidates] & (candidates != primary)], axis=1)
+        order = np.argsort(~valid, axis=1, kind="stable")  # valid entries first, in rank order
+        ranked = np.take_along_axis(full, order, axis=1)[:, :keep]
+        return ranked, np.minimum(valid.sum(axis=1), keep)
 
     # ---- lifecycle -----------------------------------------------------------------------
     def started(self, decision: Decision, backend: str, now: float) -> None:
@@ -230,6 +241,7 @@ class Router:
         pending = self._pending.pop(req.request_id, None)
         if pending is None:
             raise ValueError(f"request {req.request_id!r} is not pending (finished twice?)")
+        est, i = pending.batch, pending.row
         for j in pending.started:
             self.inflight[j] -= 1
         if not obs.ok:
@@ -240,21 +252,21 @@ class Router:
         cost = spec.cost(obs.prompt_tokens, obs.cached_tokens, obs.completion_tokens)
         self.predictors.learn(
             j,
-            pending.features[j],
-            _domain_index(req.domain),
+            est.features[i, j],
+            domain_index(req.domain),
             obs.ttft_s,
             cost,
             obs.completion_tokens,
             obs.correct,
         )
         self.quality.add(
-            pending.latency[j], obs.ttft_s, pending.cost[j], cost, pending.quality[j], obs.correct
+            est.latency[i, j], obs.ttft_s, est.cost[i, j], cost, est.quality[i, j], obs.correct
         )
         self.ledger.observe(
             obs.backend,
             req.session_id,
             req.prompt + GENERATION_PROMPT + obs.text + END,
-            affinity=float(pending.affinity[j]),
+            affinity=float(est.affinity[i, j]),
             prompt_tokens=obs.prompt_tokens,
             cached_tokens=obs.cached_tokens,
         )
@@ -277,7 +289,7 @@ class Router:
         )
         if self.accounting is not None:
             self.accounting.record(record)
-        self._tally(req, obs, record, float(pending.quality[j]))
+        self._tally(req, obs, record, float(est.quality[i, j]))
         return record
 
     def _tally(
@@ -340,7 +352,3 @@ class Router:
             "totals": vars(self.totals).copy(),
             "nmae": self.quality.nmae(),
         }
-
-
-def _domain_index(domain: str | None) -> int:
-    return DOMAINS.index(domain) if domain in DOMAINS else len(DOMAINS)

@@ -11,10 +11,13 @@ import uvicorn
 
 from mercato.gateway.app import create_app
 from mercato.gateway.config import GatewayConfig
+from mercato.gateway.heap import freeze_startup_objects, retain_freed_memory
 
 
 def serve(config: GatewayConfig, host: str | None = None, port: int | None = None) -> None:
     """Serve the gateway described by ``config`` until interrupted; host/port override the file."""
+    retain_freed_memory()
     app = create_app(config)
+    freeze_startup_objects()
     uvicorn.run(app, host=host or config.server.host, port=config.server.port if port is None else port,
                 log_level="info", access_log=False)

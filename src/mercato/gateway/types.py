@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+AUTO_MODEL = "mercato"  # the model name that lets the gateway pick any backend
+
 
 @dataclass(frozen=True)
 class BackendSpec:
@@ -68,14 +70,14 @@ class RouteRequest:
     report: BuyerReport
     arrival: float
     stream: bool = False
-    model: str = "mercato"
+    model: str = AUTO_MODEL
     gold_answer: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def any_model(self) -> bool:
         """True when the buyer asked for the automatic ``mercato`` model (any backend may serve)."""
-        return self.model == "mercato"
+        return self.model == AUTO_MODEL
 
 
 @dataclass

@@ -59,3 +59,16 @@ def same_shape(name_a: str, a: NDArray[np.float64], name_b: str, b: NDArray[np.f
     """Raise ValueError when two per-pair matrices disagree in shape."""
     if a.shape != b.shape:
         raise ValueError(f"shape mismatch: {name_a} is {a.shape} but {name_b} is {b.shape}")
+
+
+def as_prices(data: ArrayLike, n_agents: int) -> NDArray[np.float64]:
+    """Return per-agent prices as a finite 1-D float64 array with one entry per agent."""
+    try:
+        arr = np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"prices must be numeric: {exc}") from None
+    if arr.shape != (n_agents,):
+        raise ValueError(f"prices must have one entry per agent ({n_agents}), got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"prices must be finite, agent {int(np.argmax(~np.isfinite(arr)))} is not")
+    return arr

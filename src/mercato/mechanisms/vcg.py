@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from mercato.mechanisms.bmatching import matched_welfare, solve_usable, usable_weights
-from mercato.mechanisms.validation import as_capacity, as_matrix, same_shape
+from mercato.mechanisms.validation import as_capacity, as_matrix, as_prices, same_shape
 
 # Improvements smaller than this are float noise, not a better chain (welfare values are O(1)-O(1e3)).
 _TOLERANCE = 1e-12
@@ -33,7 +33,9 @@ class AuctionOutcome:
 
     ``payments[j]`` is what request j pays (0 when unmatched); ``externality = payments - cost``
     is the welfare j's presence takes from the others, and ``surplus`` (their sum) is what the
-    hub keeps after paying every agent its cost.
+    hub keeps after paying every agent its cost. ``slot_prices[a]`` is the market-clearing price
+    of a slot at agent a (what one more request placed there would pay above cost); feeding it
+    to the next round as ``warm_prices`` speeds that round's solve.
     """
 
     assignment: NDArray[np.int64]
@@ -41,6 +43,7 @@ class AuctionOutcome:
     payments: NDArray[np.float64]
     externality: NDArray[np.float64]
     surplus: float
+    slot_prices: NDArray[np.float64]
 
     @property
     def matched(self) -> NDArray[np.bool_]:
@@ -117,7 +120,8 @@ def _group_max(rows: NDArray[np.float64], starts: NDArray[np.intp]) -> NDArray[n
 
 
 def outcome_from(welfare: NDArray[np.float64], costs: NDArray[np.float64],
-                 assignment: NDArray[np.int64], externality: NDArray[np.float64]) -> AuctionOutcome:
+                 assignment: NDArray[np.int64], externality: NDArray[np.float64],
+                 slot_prices: NDArray[np.float64]) -> AuctionOutcome:
     """Assemble an :class:`AuctionOutcome` from an allocation and per-request externalities."""
     matched = assignment >= 0
     rows = np.flatnonzero(matched)
@@ -130,25 +134,30 @@ def outcome_from(welfare: NDArray[np.float64], costs: NDArray[np.float64],
         payments=payments,
         externality=externality,
         surplus=float(externality.sum()),
+        slot_prices=slot_prices,
     )
 
 
-def run_vcg_auction(values: ArrayLike, costs: ArrayLike, capacity: ArrayLike) -> AuctionOutcome:
+def run_vcg_auction(values: ArrayLike, costs: ArrayLike, capacity: ArrayLike, *,
+                    warm_prices: ArrayLike | None = None) -> AuctionOutcome:
     """Welfare-maximising allocation of requests to agents with Clarke-pivot payments.
 
     ``values`` and ``costs`` are (N requests, M agents); ``capacity`` has one entry per agent.
-    Raises ValueError on malformed input; N = 0 or M = 0 gives an empty outcome.
+    ``warm_prices`` (M,), typically the previous round's ``slot_prices``, makes the solve
+    faster and never changes the outcome. Raises ValueError on malformed input; N = 0 or M = 0
+    gives an empty outcome.
     """
     w = auction_welfare(values, costs)
     c = np.asarray(costs, dtype=np.float64)
     cap = as_capacity(capacity, w.shape[1])
+    warm = None if warm_prices is None else as_prices(warm_prices, w.shape[1])
     weights = usable_weights(w)
-    assignment = solve_usable(weights, cap)
+    assignment = solve_usable(weights, cap, warm)
     if assignment.size == 0 or w.shape[1] == 0:
-        return outcome_from(w, c, assignment, np.zeros(assignment.shape[0]))
+        return outcome_from(w, c, assignment, np.zeros(assignment.shape[0]), np.zeros(w.shape[1]))
     g = slot_values(weights, assignment)
     externality = np.where(assignment >= 0, g[np.maximum(assignment, 0)], 0.0)
-    return outcome_from(w, c, assignment, externality)
+    return outcome_from(w, c, assignment, externality, g)
 
 
 def run_vcg_auction_naive(values: ArrayLike, costs: ArrayLike, capacity: ArrayLike) -> AuctionOutcome:
@@ -164,4 +173,5 @@ def run_vcg_auction_naive(values: ArrayLike, costs: ArrayLike, capacity: ArrayLi
         others = np.delete(weights, j, axis=0)
         without_j = float(matched_welfare(others, solve_usable(others, cap)))
         externality[j] = without_j - (total - w[j, assignment[j]])
-    return outcome_from(w, c, assignment, externality)
+    prices = slot_values(weights, assignment) if assignment.size and w.shape[1] else np.zeros(w.shape[1])
+    return outcome_from(w, c, assignment, externality, prices)

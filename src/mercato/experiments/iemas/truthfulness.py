@@ -65,6 +65,7 @@ class RecordingAuction(AuctionPolicy):
     """The Router's auction policy, keeping a copy of every instance it solves."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.instances: list[Instance] = []
 
     def allocate(self, ctx: BatchContext) -> Allocation:
@@ -90,7 +91,7 @@ class TruthfulnessConfig:
             raise ValueError("rounds, dialogues, concurrency and turns must be >= 1 and skip >= 0")
 
 
-QUICK = TruthfulnessConfig(rounds=12, skip=2, dialogues=24, concurrency=24, turns=3)
+QUICK = TruthfulnessConfig(rounds=12, skip=2, dialogues=24, concurrency=24, turns=4)
 
 
 def record_instances(config: TruthfulnessConfig, seed: int) -> list[Instance]:
