@@ -7,8 +7,8 @@ or have welfare <= 0 get weight 0 in the expanded matrix, which is the same as l
 request unmatched, so the optimum maximises total welfare and never trades welfare for a
 larger number of matches (the defect of a min-cost *max*-flow).
 
-Warm start: the matrix is made square with zero rows ("this slot stays empty") or zero
-columns ("this request stays unmatched"), so every slot column is matched exactly once and
+Warm start: given prices, the matrix is made square with zero rows ("this slot stays empty")
+or zero columns ("this request stays unmatched"), so every slot column is matched exactly once and
 subtracting any per-agent price from an agent's columns shifts every assignment's total by the
 same constant. The optimum is unchanged, whatever the prices; but with prices close to the
 market-clearing ones (the last round's, in a gateway) most requests find a free slot at the
@@ -70,11 +70,13 @@ def solve_usable(weights: NDArray[np.float64], capacity: NDArray[np.int64],
     slot_agent = np.repeat(agents_kept, slots[agents_kept])
     order = np.argsort(-weights.max(axis=1), kind="stable")
     n_slots = slot_agent.size
-    square = np.zeros((max(n, n_slots), max(n, n_slots)))
-    square[:n, :n_slots] = np.take(weights[order], slot_agent, axis=1)
-    if prices is not None:
-        square[:, :n_slots] -= prices[slot_agent]
-    rows, cols = linear_sum_assignment(square, maximize=True)
+    if prices is None:
+        matrix = np.take(weights[order], slot_agent, axis=1)
+    else:
+        matrix = np.zeros((max(n, n_slots), max(n, n_slots)))
+        matrix[:n, :n_slots] = np.take(weights[order], slot_agent, axis=1)
+        matrix[:, :n_slots] -= prices[slot_agent]
+    rows, cols = linear_sum_assignment(matrix, maximize=True)
     real = (rows < n) & (cols < n_slots)
     requests, agents = order[rows[real]], slot_agent[cols[real]]
     used = positive[requests, agents]
