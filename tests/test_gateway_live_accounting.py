@@ -132,8 +132,8 @@ def test_ledger_summary_command(tmp_path):
         open_ledger_summary(tmp_path / "none.sqlite")
 
 
-def test_group_committer_commits_concurrent_records_together_and_exactly_once(tmp_path):
-    store = SQLiteAccountingStore(tmp_path / "ledger.sqlite")
+def test_group_committer_commits_concurrent_durable_records_together_and_exactly_once(tmp_path):
+    store = SQLiteAccountingStore(tmp_path / "ledger.sqlite", "FULL")  # one fsync per commit: grouped
     groups: list[int] = []
     write_many = store.record_many
 
@@ -166,3 +166,40 @@ def test_group_committer_reports_a_failed_commit_to_every_waiter(tmp_path):
                                     return_exceptions=True)
 
     assert all(isinstance(r, sqlite3.ProgrammingError) for r in asyncio.run(main()))
+
+
+def test_fast_commits_run_inline_and_the_wal_is_checkpointed_off_the_loop(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    store = SQLiteAccountingStore(path)  # NORMAL: commits need no fsync
+    assert not store.fsyncs_each_commit
+    loop_thread = threading.get_ident()
+    writers: list[int] = []
+    checkpointers: list[int] = []
+    write_many, checkpoint = store.record_many, store.checkpoint
+
+    def recording_write(recs):
+        writers.append(threading.get_ident())
+        return write_many(recs)
+
+    def recording_checkpoint():
+        checkpointers.append(threading.get_ident())
+        checkpoint()
+
+    store.record_many, store.checkpoint = recording_write, recording_checkpoint
+
+    async def main():
+        committer = GroupCommitter(store, checkpoint_interval_s=0.0)
+        results = [await committer.record(rec(f"r{i % 40}")) for i in range(80)]
+        await committer.aclose()
+        return results
+
+    results = asyncio.run(main())
+    assert sum(results) == 40 and writers == [loop_thread] * 80  # exactly once, no thread hop
+    assert checkpointers and loop_thread not in checkpointers
+    wal = path.with_name(path.name + "-wal")
+    assert wal.exists()
+    reader = sqlite3.connect(path)  # a separate reader sees every committed row
+    assert reader.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == 40
+    reader.close()
+    store.close()
+    assert not wal.exists() or wal.stat().st_size == 0  # the last close folds the WAL in

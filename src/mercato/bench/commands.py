@@ -56,7 +56,7 @@ def bench_auction(json_out: JsonFlag = False, seed: SeedOption = 0,
                   backends: Annotated[int, typer.Option(help="Backends in the hub.")] = 100) -> None:
     """Time one Router round (features, predictions, auction, payments) against river's per-pair scoring."""
     from mercato.bench import auction
-    from mercato.gateway.heap import retain_freed_memory
+    from mercato.heap import retain_freed_memory
 
     retain_freed_memory()  # as `mercato serve` does
 

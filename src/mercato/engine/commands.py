@@ -32,6 +32,7 @@ def engine_serve(
 
     from mercato.engine import EngineCore, get_profile
     from mercato.engine.server import create_app
+    from mercato.heap import freeze_startup_objects
 
     try:
         model = get_profile(profile)
@@ -42,6 +43,7 @@ def engine_serve(
         raise typer.BadParameter(str(err)) from None
     stderr.print(f"simulated {model.hf_model} on {model.gpu.name}: {core.pool.num_blocks * 16:,} KV tokens, "
                  f"max_num_seqs {max_num_seqs}, speed {speed:g}; http://{host}:{port}/v1")
+    freeze_startup_objects()
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

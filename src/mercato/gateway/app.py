@@ -106,6 +106,8 @@ class Gateway:
                 await self._health_task
         self.batcher.close()
         await self.pool.aclose()
+        if self.committer is not None:
+            await self.committer.aclose()
         if self._owns_store and self.store is not None:
             self.store.close()
 

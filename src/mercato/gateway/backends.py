@@ -302,24 +302,21 @@ class Forwarding:
         done = False
         try:
             # Read to the end of the body even after [DONE]: a fully read response hands its
-            # connection back to the pool, an abandoned one closes it.
-            async for line in response.content:
-                if done or not line.startswith(b"data:"):
-                    continue
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    done = True
-                    continue
-                try:
-                    chunk = json.loads(data)
-                except ValueError:
-                    raise _Failover(f"unparseable stream chunk {data[:80]!r}") from None
-                if not isinstance(chunk, dict) or "error" in chunk:
-                    raise _Failover(f"error in stream: {data[:200].decode(errors='replace')}")
-                if self.result.add(chunk) and self.first_token_at is None:
-                    self.first_token_at = time.perf_counter()
-                    self.ttft_s = self.first_token_at - start
-                yield data, chunk
+            # connection back to the pool, an abandoned one closes it. Whatever bytes have arrived
+            # are split into lines here: one await per network read, not one per SSE line.
+            tail = b""
+            async for received in response.content.iter_any():
+                *lines, tail = (tail + received).split(b"\n")
+                for line in lines:
+                    if done or not line.startswith(b"data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        done = True
+                        continue
+                    yield data, self._parse(data, start)
+            if tail.startswith(b"data:") and not done and (data := tail[5:].strip()) != b"[DONE]":
+                yield data, self._parse(data, start)  # a last event without its newline
         except (aiohttp.ClientError, TimeoutError) as err:
             self.served = None
             self.pool.record_failure(backend)
@@ -336,6 +333,19 @@ class Forwarding:
                 response.close()  # abandoned mid-body: the connection cannot be reused
         self.latency_s = time.perf_counter() - start
         self.pool.record_success(backend)
+
+    def _parse(self, data: bytes, start: float) -> dict[str, Any]:
+        """One SSE event's JSON, merged into the result; the first content chunk sets the TTFT."""
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise _Failover(f"unparseable stream chunk {data[:80]!r}") from None
+        if not isinstance(chunk, dict) or "error" in chunk:
+            raise _Failover(f"error in stream: {data[:200].decode(errors='replace')}")
+        if self.result.add(chunk) and self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+            self.ttft_s = self.first_token_at - start
+        return chunk
 
     async def _open(self, backend: Backend, body: bytes) -> aiohttp.ClientResponse:
         """Send the request and return the 200 response, retrying only before the first byte."""

@@ -70,6 +70,9 @@ def bench_gateway(
 ) -> None:
     """Latency the gateway adds over a zero-delay engine called directly, at 100 and 500 req/s and up."""
     from mercato.bench import gateway
+    from mercato.heap import freeze_startup_objects
+
+    freeze_startup_objects()  # the load generator is a Python process too: no full-GC pauses in its clock
 
     with progress() as bar:
         task = bar.add_task("bench gateway", total=len(gateway.RATES) * 2)

@@ -53,6 +53,10 @@ class PredictorSettings:
     # river's default grace period (IEMAS kept it too): split attempts deep-copy every splitter's
     # statistics, which at 20 cost 0.8 ms per learned request against 0.2 ms at 200, and the
     # linear latency model already carries the structure a young tree would need splits for.
+    # The regression trees use the quantization observer (QOSplitter) instead of river's default
+    # extended binary search tree: a split attempt walks a few fixed-radius bins, not every value
+    # seen, so it stalls the gateway's event loop for about 5 ms instead of about 28 ms, and a
+    # learned request costs a third as much (0.05 ms against 0.15 ms per tree, similar error).
     grace_period: int = 200
     max_depth: int = 10
     split_confidence: float = 1e-3  # river's delta; its 1e-7 default needs thousands of samples
@@ -161,8 +165,10 @@ class BackendPredictor:
         self.spec = spec
         params = {"grace_period": settings.grace_period, "max_depth": settings.max_depth,
                   "delta": settings.split_confidence}
-        self.latency_tree = tree.HoeffdingTreeRegressor(leaf_prediction="mean", **params)
-        self.cost_tree = tree.HoeffdingTreeRegressor(leaf_prediction="mean", **params)
+        self.latency_tree = tree.HoeffdingTreeRegressor(
+            leaf_prediction="mean", splitter=tree.splitter.QOSplitter(), **params)
+        self.cost_tree = tree.HoeffdingTreeRegressor(
+            leaf_prediction="mean", splitter=tree.splitter.QOSplitter(), **params)
         self.quality_tree = tree.HoeffdingTreeClassifier(leaf_prediction="mc", **params)
         self.theta = _LATENCY_PRIOR.copy()
         self.cov = np.eye(len(_LATENCY_PRIOR))

@@ -11,7 +11,7 @@ import uvicorn
 
 from mercato.gateway.app import create_app
 from mercato.gateway.config import GatewayConfig
-from mercato.gateway.heap import freeze_startup_objects, retain_freed_memory
+from mercato.heap import freeze_startup_objects, retain_freed_memory
 
 
 def serve(config: GatewayConfig, host: str | None = None, port: int | None = None) -> None:

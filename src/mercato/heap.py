@@ -1,4 +1,6 @@
-"""Process settings for a low-latency gateway: keep freed memory, and keep GC pauses short.
+"""Process settings for low-latency servers: keep freed memory, and keep GC pauses short.
+
+Used by ``mercato serve`` (the gateway), ``mercato engine serve`` and the benchmarks that time them.
 
 Memory: a routing round allocates the same few large numpy arrays every batch (the (N, M, F) feature
 tensor, the (N, M) predictions, the solver's square matrix). glibc serves blocks above
@@ -10,7 +12,8 @@ once at start-up keeps those pages resident and reused. Other C libraries are le
 
 Garbage collection: a full (generation 2) collection walks every tracked object, and a gateway
 holds about 160,000 of them after importing FastAPI, pydantic, numpy, scipy and river; such a
-pass stalled the event loop for up to 100 ms, which every request queued behind it paid. Freezing
+pass stalled the event loop for up to 100 ms (40 ms in a simulated engine), which every request
+queued behind it paid. Freezing
 what exists once the app is built moves those objects out of the collector's sight (they live as
 long as the process anyway), so the passes that remain walk only what the gateway made since
 (about 10 ms after a few thousand requests).
