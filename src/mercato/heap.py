@@ -13,10 +13,9 @@ once at start-up keeps those pages resident and reused. Other C libraries are le
 Garbage collection: a full (generation 2) collection walks every tracked object, and a gateway
 holds about 160,000 of them after importing FastAPI, pydantic, numpy, scipy and river; such a
 pass stalled the event loop for up to 100 ms (40 ms in a simulated engine), which every request
-queued behind it paid. Freezing
-what exists once the app is built moves those objects out of the collector's sight (they live as
-long as the process anyway), so the passes that remain walk only what the gateway made since
-(about 10 ms after a few thousand requests).
+queued behind it paid. Freezing what exists once the app is built moves those objects out of the
+collector's sight (they live as long as the process anyway), so the passes that remain walk only
+what the gateway made since (about 10 ms after a few thousand requests).
 """
 
 from __future__ import annotations

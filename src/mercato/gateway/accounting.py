@@ -158,7 +158,8 @@ class GroupCommitter:
         self._write_many: Callable[[Sequence[LedgerRecord]], list[bool]] = getattr(
             store, "record_many", lambda recs: [store.record(r) for r in recs])
         self._inline = not getattr(store, "fsyncs_each_commit", True)
-        self._checkpoint: Callable[[], None] | None = getattr(store, "checkpoint", None)
+        checkpoint = getattr(store, "checkpoint", None)
+        self._checkpoint: Callable[[], None] | None = checkpoint if self._inline else None
         self._checkpoint_interval_s = checkpoint_interval_s
         self._last_checkpoint = time.monotonic()
         self._checkpointing: asyncio.Task[None] | None = None

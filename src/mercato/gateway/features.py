@@ -26,12 +26,12 @@ NAMES: tuple[str, ...] = (
     *(f"domain_{d}" for d in DOMAINS),
 )
 N_FEATURES = len(NAMES)
-_DOMAIN_INDEX = {d: i for i, d in enumerate(DOMAINS)}
+_DOMAIN_INDEX: dict[str | None, int] = {d: i for i, d in enumerate(DOMAINS)}
 
 
 def domain_index(domain: str | None) -> int:
     """Position of ``domain`` in DOMAINS; unknown or missing domains share the last index."""
-    return _DOMAIN_INDEX.get(domain, len(DOMAINS)) if domain is not None else len(DOMAINS)
+    return _DOMAIN_INDEX.get(domain, len(DOMAINS))
 
 
 def batch_features(prompt_tokens: NDArray[np.float64], turns: NDArray[np.float64],

@@ -20,7 +20,6 @@ from mercato.gateway.predictors import PredictorBank, PredictorSettings
 from mercato.gateway.prefix import PrefixLedger
 from mercato.gateway.quality import QualityTracker
 from mercato.gateway.types import (
-    AUTO_MODEL,
     AccountingStore,
     BackendSpec,
     Decision,
@@ -171,9 +170,9 @@ class Router:
         values = buyer_values(bids, deltas, pred.quality, pred.latency_s, self.settings.valuation)
         allowed = np.empty((n, m), dtype=bool)
         models = [r.model for r in batch]
-        for model in set(models):
+        for model in set(models):  # one mask per model asked for, shared by its requests
             rows = [i for i, name in enumerate(models) if name == model]
-            allowed[rows] = self.healthy if model == AUTO_MODEL else self.healthy & (self._models == model)
+            allowed[rows] = self.can_serve(batch[rows[0]])
         deadlines = np.array([r.report.deadline_ms or np.inf for r in batch])
         allowed &= pred.latency_s * 1000.0 <= deadlines[:, None]
         free = np.maximum(self.capacity - self.inflight.astype(np.int64), 0)

@@ -70,12 +70,12 @@ def solve_usable(weights: NDArray[np.float64], capacity: NDArray[np.int64],
     slot_agent = np.repeat(agents_kept, slots[agents_kept])
     order = np.argsort(-weights.max(axis=1), kind="stable")
     n_slots = slot_agent.size
-    if prices is None:
-        matrix = np.take(weights[order], slot_agent, axis=1)
-    else:
-        matrix = np.zeros((max(n, n_slots), max(n, n_slots)))
-        matrix[:n, :n_slots] = np.take(weights[order], slot_agent, axis=1)
-        matrix[:, :n_slots] -= prices[slot_agent]
+    matrix = np.take(weights[order], slot_agent, axis=1)
+    if prices is not None:
+        square = np.zeros((max(n, n_slots), max(n, n_slots)))
+        square[:n, :n_slots] = matrix
+        square[:, :n_slots] -= prices[slot_agent]
+        matrix = square
     rows, cols = linear_sum_assignment(matrix, maximize=True)
     real = (rows < n) & (cols < n_slots)
     requests, agents = order[rows[real]], slot_agent[cols[real]]
