@@ -20,6 +20,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests
+	$(BIN)/lint-imports  # layer contracts in pyproject.toml [tool.importlinter]
 	$(BIN)/mercato engine real build --if-possible  # once per machine (~12 min); cached under ~/.cache/mercato
 	$(BIN)/python -m pytest -q
 

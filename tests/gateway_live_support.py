@@ -11,8 +11,8 @@ from typing import Any
 from mercato.engine import EngineCore, get_profile
 from mercato.engine.server import create_app as create_engine_app
 from mercato.engine.server import running_server
-from mercato.gateway.app import Gateway, create_app
-from mercato.gateway.config import GatewayConfig, parse_config
+from mercato.gateway.live.app import Gateway, create_app
+from mercato.gateway.live.config import GatewayConfig, parse_config
 
 # name -> simulated model profile: four backends, three profiles, three price levels
 CLUSTER = {"small-1": "qwen3-4b", "small-2": "qwen3-4b", "medium": "qwen3-8b", "large": "qwen3-32b"}

@@ -5,25 +5,26 @@ from __future__ import annotations
 import numpy as np
 
 from mercato.bench import auction
-from mercato.gateway.policies import AuctionPolicy
 
 
 def test_warm_rounds_decide_exactly_as_cold_rounds():
     # Same router state, same batches: the policy that carries clearing prices from round to round
     # must assign and price every request exactly as a fresh policy would.
-    warm_router = auction._market(20, seed=3)
-    cold_router = auction._market(20, seed=3)
+    warm_router = auction.contested_router(20, seed=3)
+    cold_router = auction.contested_router(20, seed=3)
     for k in range(6):
-        batch = auction._batch(60, seed=10 + k)
-        cold_router.policy = AuctionPolicy()
+        batch = auction.request_batch(60, seed=10 + k)
+        auction.auction_policy(cold_router).reset()
         warm = warm_router.route(batch, now=0.4 * k)
         cold = cold_router.route(batch, now=0.4 * k)
         assert [d.backends[:1] for d in warm] == [d.backends[:1] for d in cold]
         np.testing.assert_allclose([d.payment for d in warm], [d.payment for d in cold], atol=1e-9)
         assert [d.paid for d in warm] == [d.paid for d in cold]
-        for r in (warm_router, cold_router):
-            r._pending.clear()
-    assert warm_router.policy._prices is not None
+        auction.withdraw(warm_router, warm)
+        auction.withdraw(cold_router, cold)
+        assert warm_router.pending == cold_router.pending == 0
+    assert auction.auction_policy(warm_router).warm_prices is not None
+    assert auction.auction_policy(cold_router).warm_prices is not None  # learned again after each reset
 
 
 def test_report_has_warm_and_cold_rounds():

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from mercato.mechanisms import run_vcg_auction
 from mercato.mechanisms.clinching import ClinchingOutcome, run_clinching_auction
-from mercato.mechanisms.polymatroid import capacity_region, rank_table
+from mercato.mechanisms.polymatroid import capacity_region
+from mercato.mechanisms.rank_tables import rank_table
 
 Rank = Callable[[frozenset[int]], float]
 

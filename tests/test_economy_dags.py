@@ -8,7 +8,7 @@ import pytest
 
 from mercato.economy.config import TOPOLOGIES
 from mercato.economy.dags import bundle, catalogue, generate, path_profiles
-from mercato.mechanisms.polymatroid import is_series_parallel
+from mercato.mechanisms.series_parallel import is_series_parallel
 
 CAPS = (200.0, 300.0, 500.0)
 BASE = (5.0, 15.0, 50.0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mercato.gateway.cluster import InProcessCluster, profile_backends
-from mercato.gateway.policies import POLICY_NAMES
+from mercato.gateway.core.policies import POLICY_NAMES
+from mercato.gateway.sim.cluster import InProcessCluster, profile_backends
 from mercato.workloads import synthetic_dialogues
 
 FLEET = ["qwen3-4b", "qwen3-4b", "qwen3-8b", "llama3-8b", "qwen3-32b"]
@@ -27,7 +27,8 @@ def test_every_policy_serves_every_turn_in_order(policy):
         assert log.payment >= log.cost - 1e-9 and log.surplus >= -1e-9
         assert 0 <= log.cached_tokens <= log.prompt_tokens
     assert all(turns == sorted(turns) == list(range(1, 6)) for turns in by_dialogue.values())
-    assert cluster.router.inflight.sum() == 0 and not cluster.router._pending
+    snap = cluster.router.snapshot()
+    assert snap["pending"] == 0 and all(b["inflight"] == 0 for b in snap["backends"].values())
 
 
 def test_same_seed_same_run():

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mercato.gateway.demo import COLUMNS, DemoSettings, run_policy, write_outputs
+from mercato.experiments.demo import COLUMNS, DemoSettings, run_policy, write_outputs
 
 
 def test_demo_runs_one_policy_and_writes_every_file(tmp_path):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mercato.gateway.cluster import InProcessCluster
-from mercato.gateway.hubs import SCHEMES, Hub, HubRouter, build_hubs
-from mercato.gateway.types import BackendSpec, BuyerReport, RouteRequest
+from mercato.gateway.core.hubs import SCHEMES, Hub, HubRouter, build_hubs
+from mercato.gateway.core.types import BackendSpec, BuyerReport, RouteRequest
+from mercato.gateway.live.assemble import build_router
+from mercato.gateway.sim.cluster import InProcessCluster
 from mercato.workloads import synthetic_dialogues
 
 
@@ -53,7 +54,7 @@ def test_requests_only_reach_hubs_with_a_capable_backend(scheme):
         served = {s.model for s in specs if s.name in d.backends}
         assert d.request.any_model or served == {d.request.model}
         assert "b0" not in d.backends
-        hub = router._hub_of[d.request.request_id]
+        hub = router.hub_of(d)
         assert set(d.backends) <= set(next(h for h in router.hubs if h.name == hub).backends)
 
 
@@ -87,7 +88,7 @@ def test_hub_router_runs_in_process():
 
 
 def test_config_with_hubs_builds_a_hub_router():
-    from mercato.gateway.config import ConfigError, GatewayConfig
+    from mercato.gateway.live.config import ConfigError, GatewayConfig
 
     def backend(name: str, hub: str | None, domain: str) -> dict:
         return {"name": name, "url": "http://127.0.0.1:9/v1", "model": "m", "hub": hub, "domains": [domain],
@@ -95,10 +96,10 @@ def test_config_with_hubs_builds_a_hub_router():
 
     config = GatewayConfig(backends=[backend("a", "qa", "coqa"), backend("b", "qa", "coqa"),
                                      backend("c", "reason", "hotpotqa")])
-    router = config.build_router()
+    router = build_router(config)
     assert isinstance(router, HubRouter)
     assert {h.name: h.domains for h in router.hubs} == {"qa": {"coqa"}, "reason": {"hotpotqa"}}
     d = router.route([req(1, domain="hotpotqa")], 0.0)[0]
     assert d.backends == ["c"]
     with pytest.raises(ConfigError, match="hub is required"):
-        GatewayConfig(backends=[backend("a", "qa", "coqa"), backend("b", None, "coqa")]).build_router()
+        build_router(GatewayConfig(backends=[backend("a", "qa", "coqa"), backend("b", None, "coqa")]))

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mercato.cli import app
-from mercato.gateway.accounting import GroupCommitter, SQLiteAccountingStore, open_ledger_summary
-from mercato.gateway.types import LedgerRecord
+from mercato.gateway.core.types import LedgerRecord
+from mercato.gateway.live.ledger import GroupCommitter, SQLiteAccountingStore, open_ledger_summary
 
 
 def rec(request_id: str, backend: str = "a", cost: float = 1.0, surplus: float = 0.25,
@@ -64,8 +64,8 @@ def test_committed_record_survives_a_hard_exit(tmp_path):
     path = tmp_path / "ledger.sqlite"
     code = (
         "import os\n"
-        "from mercato.gateway.accounting import SQLiteAccountingStore\n"
-        "from mercato.gateway.types import LedgerRecord\n"
+        "from mercato.gateway.live.ledger import SQLiteAccountingStore\n"
+        "from mercato.gateway.core.types import LedgerRecord\n"
         f"s = SQLiteAccountingStore({str(path)!r})\n"
         "s.record(LedgerRecord('crash-1', 1.0, 'b', 'a', 'm', 'auction', 10, 0, 5, 2.0, 2.5, 0.5, True))\n"
         "os._exit(0)\n"  # no close(), no checkpoint: only the committed WAL holds the row

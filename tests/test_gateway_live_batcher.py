@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mercato.gateway.batcher import MicroBatcher, QueueFullError
+from mercato.gateway.core.batching import BatchingRule
+from mercato.gateway.live.batcher import MicroBatcher, QueueFullError
 
 
 def run(coro):
@@ -28,7 +29,7 @@ class Recorder:
 def test_full_batch_flushes_without_waiting_for_the_timer():
     async def main():
         rec = Recorder()
-        batcher = MicroBatcher(rec, max_batch_size=4, max_wait_s=3600.0)
+        batcher = MicroBatcher(rec, BatchingRule(4, 3600.0))
         results = await asyncio.wait_for(asyncio.gather(*(batcher.submit(i) for i in range(4))), 5.0)
         assert results == [0, 10, 20, 30]
         assert rec.batches == [[0, 1, 2, 3]]
@@ -39,7 +40,7 @@ def test_full_batch_flushes_without_waiting_for_the_timer():
 def test_partial_batch_flushes_after_max_wait_from_first_request():
     async def main():
         rec = Recorder()
-        batcher = MicroBatcher(rec, max_batch_size=16, max_wait_s=0.05)
+        batcher = MicroBatcher(rec, BatchingRule(16, 0.05))
         start = time.monotonic()
         first = batcher.submit(1)
         await asyncio.sleep(0.03)
@@ -56,7 +57,7 @@ def test_partial_batch_flushes_after_max_wait_from_first_request():
 def test_burst_is_cut_into_batches_of_at_most_max_size_in_order():
     async def main():
         rec = Recorder()
-        batcher = MicroBatcher(rec, max_batch_size=16, max_wait_s=3600.0)
+        batcher = MicroBatcher(rec, BatchingRule(16, 3600.0))
         futures = [batcher.submit(i) for i in range(40)]
         # 40 = 16 + 16 + 8: the last 8 wait for their timer, so do not wait an hour for them
         done = await asyncio.wait_for(asyncio.gather(*futures[:32]), 5.0)
@@ -72,7 +73,7 @@ def test_burst_is_cut_into_batches_of_at_most_max_size_in_order():
 
 def test_full_queue_is_refused_at_once_with_a_retry_hint():
     async def main():
-        batcher = MicroBatcher(Recorder(), max_batch_size=16, max_wait_s=3600.0, queue_limit=2)
+        batcher = MicroBatcher(Recorder(), BatchingRule(16, 3600.0), queue_limit=2)
         batcher.submit(1)
         batcher.submit(2)
         with pytest.raises(QueueFullError) as info:
@@ -93,7 +94,7 @@ def test_flush_error_reaches_every_waiter_and_the_batcher_keeps_working():
         return items
 
     async def main():
-        batcher = MicroBatcher(flaky, max_batch_size=2, max_wait_s=0.01)
+        batcher = MicroBatcher(flaky, BatchingRule(2, 0.01))
         bad = [batcher.submit(1), batcher.submit(2)]
         for fut in bad:
             with pytest.raises(ValueError, match="exploded"):
@@ -106,7 +107,7 @@ def test_flush_error_reaches_every_waiter_and_the_batcher_keeps_working():
 def test_cancelled_request_is_not_allocated():
     async def main():
         rec = Recorder()
-        batcher = MicroBatcher(rec, max_batch_size=16, max_wait_s=0.02)
+        batcher = MicroBatcher(rec, BatchingRule(16, 0.02))
         gone = batcher.submit(1)
         kept = batcher.submit(2)
         gone.cancel()
@@ -118,7 +119,7 @@ def test_cancelled_request_is_not_allocated():
 
 def test_wrong_number_of_results_is_an_error_not_a_hang():
     async def main():
-        batcher = MicroBatcher(lambda items: items[:-1], max_batch_size=2, max_wait_s=0.01)
+        batcher = MicroBatcher(lambda items: items[:-1], BatchingRule(2, 0.01))
         with pytest.raises(RuntimeError, match="results"):
             await asyncio.wait_for(batcher.submit(1), 5.0)
 
@@ -131,7 +132,7 @@ def test_every_item_gets_its_own_result_in_batches_no_larger_than_max(groups, ma
 
     async def main():
         rec = Recorder()
-        batcher = MicroBatcher(rec, max_batch_size=max_size, max_wait_s=0.001, queue_limit=10_000)
+        batcher = MicroBatcher(rec, BatchingRule(max_size, 0.001), queue_limit=10_000)
         futures, items = [], []
         for g, size in enumerate(groups):
             for k in range(size):
@@ -149,6 +150,6 @@ def test_every_item_gets_its_own_result_in_batches_no_larger_than_max(groups, ma
 
 def test_bad_settings_are_rejected():
     with pytest.raises(ValueError):
-        MicroBatcher(Recorder(), max_batch_size=0)
+        MicroBatcher(Recorder(), BatchingRule(max_batch=0))
     with pytest.raises(ValueError):
-        MicroBatcher(Recorder(), max_wait_s=float("nan"))
+        MicroBatcher(Recorder(), BatchingRule(max_wait_s=float("nan")))

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mercato.gateway.config import ConfigError, GatewayConfig, load_config, parse_config
-from mercato.gateway.router import RouterSettings
+from mercato.gateway.core.router import RouterSettings
+from mercato.gateway.live.assemble import backend_specs, router_settings
+from mercato.gateway.live.config import ConfigError, GatewayConfig, load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gateway.yaml"
 
@@ -31,17 +32,17 @@ def test_example_config_loads_with_the_iemas_batching_defaults():
     assert config.batching.max_batch_size == 16
     assert config.batching.max_wait_ms == 10
     assert config.batching.queue_limit == 4096
-    specs = config.backend_specs()
+    specs = backend_specs(config)
     assert len(specs) >= 4 and len({s.profile for s in specs}) >= 3
     assert all(s.url and s.url.endswith("/v1") for s in specs)
-    assert isinstance(config.router_settings(), RouterSettings)
+    assert isinstance(router_settings(config), RouterSettings)
 
 
 def test_defaults_fill_everything_but_the_backends():
     config = parse_config({"backends": [backend("a")]})
     assert config.policy.name == "auction"
     assert config.buyer_defaults.delta == 0.5
-    spec = config.backend_specs()[0]
+    spec = backend_specs(config)[0]
     assert spec.price_output == pytest.approx(4e-6) and spec.capacity == 4
 
 
@@ -90,7 +91,7 @@ def test_load_config_reports_yaml_and_file_problems(tmp_path):
 def test_api_key_from_environment(monkeypatch):
     config = parse_config({"backends": [backend("a", api_key_env="MERCATO_TEST_KEY")]})
     monkeypatch.setenv("MERCATO_TEST_KEY", "sk-secret")
-    assert config.backend_specs()[0].api_key == "sk-secret"
+    assert backend_specs(config)[0].api_key == "sk-secret"
     monkeypatch.delenv("MERCATO_TEST_KEY")
     with pytest.raises(ConfigError, match="MERCATO_TEST_KEY"):
-        config.backend_specs()
+        backend_specs(config)

@@ -9,8 +9,8 @@ import openai
 import pytest
 
 from gateway_live_support import CLUSTER, config_for, engines, gateway, ledger_rows
-from mercato.gateway.accounting import open_ledger_summary
-from mercato.gateway.policies import POLICY_NAMES
+from mercato.gateway.core.policies import POLICY_NAMES
+from mercato.gateway.live.ledger import open_ledger_summary
 from mercato.workloads import dialogue_messages, synthetic_dialogues
 
 DIALOGUES = synthetic_dialogues("coqa", n=3, seed=0, turns=2)

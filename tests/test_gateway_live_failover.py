@@ -9,9 +9,9 @@ import httpx
 import openai
 
 from gateway_live_support import config_for, engines, gateway, ledger_rows
-from mercato.gateway.backends import CircuitState
-from mercato.gateway.config import parse_config
-from mercato.gateway.fleet import EngineFleet
+from mercato.gateway.live.backends import CircuitState
+from mercato.gateway.live.config import parse_config
+from mercato.gateway.live.fleet import EngineFleet
 from mercato.workloads import dialogue_messages, synthetic_dialogues
 
 SURVIVORS = {"medium": "qwen3-8b", "large": "qwen3-32b"}

@@ -18,8 +18,8 @@ from gateway_live_support import backend_entry, gateway, ledger_rows
 from mercato.engine import EngineCore, get_profile
 from mercato.engine.server import create_app as create_engine_app
 from mercato.engine.server import running_server
-from mercato.gateway.backends import CircuitState
-from mercato.gateway.config import parse_config
+from mercato.gateway.live.backends import CircuitState
+from mercato.gateway.live.config import parse_config
 
 MESSAGES = [{"role": "user", "content": "Where did the boat go?"}]
 

@@ -7,8 +7,10 @@ import json
 import pytest
 
 from mercato.engine.chat import render_chat
-from mercato.gateway.backends import CircuitBreaker, CircuitState
-from mercato.gateway.chat_api import (
+from mercato.gateway.live.backends import CircuitBreaker, CircuitState
+from mercato.gateway.live.config import BuyerDefaults
+from mercato.gateway.live.errors import APIError
+from mercato.gateway.live.wire import (
     ChatAccumulator,
     backend_body,
     buyer_report,
@@ -16,8 +18,6 @@ from mercato.gateway.chat_api import (
     session_of,
     tracing,
 )
-from mercato.gateway.config import BuyerDefaults
-from mercato.gateway.errors import APIError
 
 MESSAGES = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Hi?"}]
 

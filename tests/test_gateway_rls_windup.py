@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from mercato.gateway.cluster import profile_backends
-from mercato.gateway.predictors import BackendPredictor, PredictorSettings
+from mercato.gateway.core.predictors import BackendPredictor, PredictorSettings
+from mercato.gateway.sim.cluster import profile_backends
 
 
 def test_rls_stays_finite_and_accurate_over_100k_updates():

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from river import tree
 
-from mercato.gateway.policies import POLICY_NAMES
-from mercato.gateway.predictors import Forest, compile_tree
-from mercato.gateway.prefix import PrefixLedger, common_prefix_length
-from mercato.gateway.router import Router
-from mercato.gateway.types import BackendSpec, BuyerReport, Observation, RouteRequest
+from mercato.gateway.core.policies import POLICY_NAMES
+from mercato.gateway.core.predictors import Forest, compile_tree
+from mercato.gateway.core.prefix import PrefixLedger, common_prefix_length
+from mercato.gateway.core.router import Router
+from mercato.gateway.core.types import BackendSpec, BuyerReport, Observation, RouteRequest
 
 
 def spec(name: str, price: float = 0.05, capacity: int = 4, model: str = "m") -> BackendSpec:
@@ -88,7 +88,7 @@ def test_every_policy_routes_and_accounts(policy):
         record = serve(router, d)
         assert record is not None and record.payment >= record.cost - 1e-9
         assert record.surplus >= -1e-9
-    assert router.inflight.sum() == 0
+    assert router.load.inflight.sum() == 0
     totals = router.totals
     assert totals.requests == 10 and totals.payments >= totals.cost - 1e-9
 
@@ -125,7 +125,7 @@ def test_failed_request_writes_no_record_and_finishing_twice_is_an_error():
     router = Router([spec("a")], "round_robin")
     d = router.route([request("r", "hi")], 0.0)[0]
     assert serve(router, d, ok=False) is None
-    assert router.totals.failed == 1 and router.inflight.sum() == 0
+    assert router.totals.failed == 1 and router.load.inflight.sum() == 0
     with pytest.raises(ValueError, match="not pending"):
         serve(router, d)
 

@@ -9,11 +9,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mercato.experiments.iemas import clustering, predictors, schemes, table1, truthfulness, welfare
+from mercato.experiments.iemas import (
+    clustering,
+    clustering_config,
+    clustering_market,
+    predictors,
+    predictors_config,
+    predictors_errors,
+    predictors_variants,
+    schemes,
+    table1,
+    truthfulness,
+    welfare,
+)
 from mercato.experiments.iemas.common import Options, Section, summarise, with_ci
 from mercato.experiments.iemas.paper import TABLE1, paper_cell
-from mercato.gateway.hubs import SCHEMES, HubRouter, build_hubs
-from mercato.gateway.types import BuyerReport, RouteRequest
+from mercato.gateway.core.hubs import SCHEMES, HubRouter, build_hubs
+from mercato.gateway.core.types import BuyerReport, RouteRequest
 from mercato.reporting import markdown_table
 
 
@@ -83,38 +95,40 @@ def test_bad_configurations_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="unknown schemes"):
         schemes.SchemesConfig(schemes=("star",))
     with pytest.raises(ValueError, match="every K"):
-        clustering.ClusteringConfig(agents=10, ks=(1, 11))
+        clustering_config.ClusteringConfig(agents=10, ks=(1, 11))
     with pytest.raises(ValueError, match="mercato"):
-        predictors.PredictorsConfig(variants=("trees_onehot",))
+        predictors_config.PredictorsConfig(variants=("trees_onehot",))
     with pytest.raises(ValueError, match="seeds"):
         Options(seeds=0)
 
 
 def test_predictors_report_nmae_and_the_one_hot_ablation(tmp_path):
-    config = predictors.PredictorsConfig(dialogues=4, concurrency=4, turns=4)
+    config = predictors_config.PredictorsConfig(dialogues=4, concurrency=4, turns=4)
     section = predictors.run(options(tmp_path), config)
     check_files(section)
     summary = {r["variant"]: r for r in section.data["summary"]}
-    assert set(summary) == set(predictors.VARIANTS)
+    assert set(summary) == set(predictors_variants.VARIANTS)
     for r in summary.values():
         assert all(np.isfinite(r[m]) and r[m] >= 0 for m in ("nmae_latency", "nmae_cost", "turn_nmae_cost"))
     curves = section.data["curves"]
     assert {c["turn"] for c in curves} == {1, 2, 3, 4} and {c["target"] for c in curves} == set(
-        predictors.TARGETS
+        predictors_errors.TARGETS
     )
     assert "0.101" in section.markdown and "0.069" in section.markdown
 
 
 def test_one_hot_encoding_makes_every_value_its_own_feature():
-    from mercato.gateway.cluster import profile_backends
-    from mercato.gateway.features import NAMES
+    from mercato.gateway.core.features import NAMES
+    from mercato.gateway.sim.cluster import profile_backends
 
-    bank = predictors.ReferenceTreeBank(profile_backends(["qwen3-4b"]), onehot=True, defaults=True)
+    bank = predictors_variants.ReferenceTreeBank(profile_backends(["qwen3-4b"]), onehot=True, defaults=True)
     row = np.arange(len(NAMES), dtype=float) / 7
     encoded = bank.encode(row)
     assert len(encoded) == len(NAMES) and set(encoded.values()) == {1.0}
     assert f"prompt_ktok={row[0]:.3g}" in encoded
-    numeric = predictors.ReferenceTreeBank(profile_backends(["qwen3-4b"]), onehot=False, defaults=False)
+    numeric = predictors_variants.ReferenceTreeBank(
+        profile_backends(["qwen3-4b"]), onehot=False, defaults=False
+    )
     assert numeric.encode(row)["turn"] == pytest.approx(row[3])
     x = np.tile(row, (2, 1, 1))
     pred = bank.predict(x, np.zeros(2, dtype=np.int64))  # warm-up happens on the first prediction
@@ -157,7 +171,7 @@ def test_welfare_curves_cover_every_turn(tmp_path):
 
 
 def test_clustering_sweeps_k_and_checks_the_paper_design(tmp_path):
-    config = clustering.ClusteringConfig(
+    config = clustering_config.ClusteringConfig(
         agents=12, tasks=24, ks=(1, 2, 4), repeats=1, paper_measure_tasks=10, paper_fractions=(0.4, 0.6)
     )
     section = clustering.run(options(tmp_path), config)
@@ -171,10 +185,10 @@ def test_clustering_sweeps_k_and_checks_the_paper_design(tmp_path):
 
 
 def test_clustering_hubs_partition_tasks_and_agents():
-    config = clustering.ClusteringConfig(agents=15, tasks=30, ks=(3,))
-    market = clustering.make_market(config, seed=2)
+    config = clustering_config.ClusteringConfig(agents=15, tasks=30, ks=(3,))
+    market = clustering_market.make_market(config, seed=2)
     for k in (1, 3, 5):
-        hubs = clustering.hub_instances(market, k)
+        hubs = clustering_market.hub_instances(market, k)
         assert sum(v.shape[0] for v, _, _ in hubs) == config.tasks
         assert sum(v.shape[1] for v, _, _ in hubs) <= config.agents
         for values, costs, capacity in hubs:
@@ -218,7 +232,7 @@ def test_experiment_hubs_never_get_a_request_they_cannot_serve(scheme):
         )
     ]
     for decision in router.route(batch, 0.0):
-        hub = next(h for h in router.hubs if h.name == router._hub_of[decision.request.request_id])
+        hub = next(h for h in router.hubs if h.name == router.hub_of(decision))
         assert hub.name != hubs[0].name and decision.backends
         assert set(decision.backends) <= set(hub.backends)
 

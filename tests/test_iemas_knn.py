@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from mercato.engine.chat import render_chat
-from mercato.gateway.cluster import InProcessCluster, profile_backends
-from mercato.gateway.knn import KnnQualityPolicy, hashed_embedding, last_user_message
-from mercato.gateway.policies import POLICY_NAMES, BatchContext, make_policy
-from mercato.gateway.predictors import Predictions
-from mercato.gateway.types import BackendSpec, BuyerReport, Observation, RouteRequest
+from mercato.gateway.core.market import BatchContext
+from mercato.gateway.core.policies import POLICY_NAMES, make_policy
+from mercato.gateway.core.policies.knn import KnnQualityPolicy, hashed_embedding, last_user_message
+from mercato.gateway.core.predictors import Predictions
+from mercato.gateway.core.types import BackendSpec, BuyerReport, Observation, RouteRequest
+from mercato.gateway.sim.cluster import InProcessCluster, profile_backends
 from mercato.workloads import synthetic_dialogues
 
 SPECS = [

@@ -11,22 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mercato.mechanisms.polymatroid import (
-    SINK,
-    SOURCE,
-    capacity_region,
-    check_polymatroid,
-    completion,
-    encapsulate,
-    is_series_parallel,
-    laminar_family,
-    max_flow_capacity,
-    rank_table,
-    rank_violation,
-    sp_decomposition,
-    subset_sums,
-    superset_min,
-)
+from mercato.mechanisms.encapsulation import encapsulate, max_flow_capacity
+from mercato.mechanisms.polymatroid import capacity_region, check_polymatroid, laminar_family
+from mercato.mechanisms.rank_tables import rank_table, rank_violation, subset_sums, superset_min
+from mercato.mechanisms.series_parallel import SINK, SOURCE, completion, is_series_parallel, sp_decomposition
 
 
 def with_capacities(g: nx.DiGraph, rng: np.random.Generator) -> nx.DiGraph:

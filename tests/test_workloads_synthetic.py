@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from mercato.engine.chat import render_chat
 from mercato.workloads import Dialogue, Turn, dialogue_messages, synthetic_dialogues
-from mercato.workloads.synthetic import PUBLISHED, count_tokens, count_words
+from mercato.workloads.synthetic import PUBLISHED
+from mercato.workloads.synthetic_text import count_tokens, count_words
 
 KINDS = ("coqa", "quac", "hotpotqa")
 

@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from mercato.bench.timing import median_ms
-from mercato.gateway.features import DOMAINS, N_FEATURES
-from mercato.gateway.policies import AuctionPolicy
-from mercato.gateway.router import Router
-from mercato.gateway.types import BackendSpec, BuyerReport, RouteRequest
+from mercato.gateway.core.features import DOMAINS, N_FEATURES
+from mercato.gateway.core.lifecycle import Dispatch
+from mercato.gateway.core.policies import AuctionPolicy
+from mercato.gateway.core.router import Router
+from mercato.gateway.core.types import BackendSpec, BuyerReport, Decision, RouteRequest
 from mercato.mechanisms import run_vcg_auction
 
 TARGET_MS = 5.0
@@ -34,7 +35,7 @@ WARMUP_ROUNDS = 3
 ROUND_INTERVAL_S = 0.4  # 200 requests every 0.4 s: the router's rate features see 500 requests/s
 
 
-def _market(n_backends: int, seed: int) -> Router:
+def contested_router(n_backends: int, seed: int) -> Router:
     """A router over ``n_backends`` heterogeneous backends whose trees have learned for a while."""
     rng = np.random.default_rng(seed)
     prices = rng.uniform(0.02, 0.3, n_backends)
@@ -49,7 +50,7 @@ def _market(n_backends: int, seed: int) -> Router:
         )
         for i, p in enumerate(prices)
     ]
-    router = Router(specs, "auction")
+    router = Router(specs, AuctionPolicy())
     for j in range(n_backends):
         for _ in range(300):
             x = rng.random(N_FEATURES) * [2, 2, 1, 15, 1, 50, 50, 8, 8, 4, 1, 1, 1, 1]
@@ -69,7 +70,7 @@ def _market(n_backends: int, seed: int) -> Router:
     return router
 
 
-def _batch(n: int, seed: int) -> list[RouteRequest]:
+def request_batch(n: int, seed: int) -> list[RouteRequest]:
     """``n`` requests of distinct sessions drawn from the population, with varied demands."""
     rng = np.random.default_rng(seed + 1)
     sessions = rng.choice(SESSIONS, size=n, replace=False)
@@ -98,31 +99,39 @@ def _median_round_ms(router: Router, batches: list[list[RouteRequest]],
     for k, batch in enumerate(batches):
         before()
         start = time.perf_counter()
-        router.route(batch, now=k * ROUND_INTERVAL_S)
+        decisions = router.route(batch, now=k * ROUND_INTERVAL_S)
         samples.append((time.perf_counter() - start) * 1e3)
-        router._pending.clear()  # decisions only: nothing is dispatched, so forget them
+        withdraw(router, decisions)
     return statistics.median(samples)
+
+
+def withdraw(router: Router, decisions: list[Decision]) -> None:
+    """Close decisions that are never dispatched (a decisions-only round), so the router forgets them."""
+    for decision in decisions:
+        Dispatch(router, decision, lambda: 0.0).fail("benchmark round: not dispatched")
+
+
+def auction_policy(router: Router) -> AuctionPolicy:
+    """The router's auction policy (the bench builds its routers with one)."""
+    if not isinstance(router.policy, AuctionPolicy):
+        raise TypeError(f"the bench needs an auction router, got {router.policy.name!r}")
+    return router.policy
 
 
 def run(n_requests: int = 200, n_backends: int = 100, seed: int = 0, repeats: int = 31) -> dict[str, Any]:
     """Time a full round and its parts; returns the JSON-ready report."""
-    router = _market(n_backends, seed)
-    batches = [_batch(n_requests, seed + k) for k in range(WARMUP_ROUNDS + repeats)]
-    warm_policy = router.policy
+    router = contested_router(n_backends, seed)
+    batches = [request_batch(n_requests, seed + k) for k in range(WARMUP_ROUNDS + repeats)]
     _median_round_ms(router, batches[:WARMUP_ROUNDS], lambda: None)
     ms_round = _median_round_ms(router, batches[WARMUP_ROUNDS:], lambda: None)
-
-    def cold() -> None:
-        router.policy = AuctionPolicy()
-
-    ms_round_cold = _median_round_ms(router, batches[WARMUP_ROUNDS:], cold)
-    router.policy = warm_policy
+    ms_round_cold = _median_round_ms(router, batches[WARMUP_ROUNDS:], auction_policy(router).reset)
     batch = batches[-1]
-    ctx, features = router._context(batch, 0.0)
+    market = router.market(batch)
+    ctx, features = market.context, market.features
     domain_index = np.zeros(n_requests, dtype=np.int64)
     ms_predict = median_ms(lambda: router.predictors.predict(features, domain_index), repeats=repeats)
     values = np.where(ctx.allowed, ctx.values, np.nan)
-    previous = router._context(batches[-2], 0.0)[0]
+    previous = router.market(batches[-2]).context
     warm = run_vcg_auction(np.where(previous.allowed, previous.values, np.nan), previous.costs,
                            previous.capacity).slot_prices
     ms_auction = median_ms(lambda: run_vcg_auction(values, ctx.costs, ctx.capacity, warm_prices=warm),

@@ -38,10 +38,10 @@ import numpy as np
 import yaml
 
 from mercato.bench.timing import median_ms
-from mercato.gateway.accounting import SQLiteAccountingStore
-from mercato.gateway.config import BackendConfig
-from mercato.gateway.fleet import EngineFleet, free_port
-from mercato.gateway.types import LedgerRecord
+from mercato.gateway.core.types import LedgerRecord
+from mercato.gateway.live.config import BackendConfig
+from mercato.gateway.live.fleet import EngineFleet, free_port
+from mercato.gateway.live.ledger import SQLiteAccountingStore
 
 RATES: tuple[int, ...] = (100, 250, 500, 1000, 1500, 2000)
 TARGET_RATE = 500

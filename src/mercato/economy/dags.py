@@ -25,7 +25,7 @@ profiles, so offered load (the paper's utilisation column) stays comparable, whi
   real cross-tier complementarity rather than a heavier fixed weight vector.
 
 Linear, tree and SP templates are series-parallel in the sense of
-:func:`mercato.mechanisms.polymatroid.is_series_parallel`; entangled ones are not (both tested).
+:func:`mercato.mechanisms.series_parallel.is_series_parallel`; entangled ones are not (both tested).
 
 Speed: building networkx graphs per task would dominate a run, so a run draws a **catalogue**
 of ``Parameters.catalogue_size`` templates once (cached per topology, seed and size) and each

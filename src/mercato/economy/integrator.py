@@ -10,7 +10,7 @@ Choices where the paper is silent (reference semantics unless said):
 * **Slice capacity.** The integrator's sub-DAG at tier level is the chain device -> edge ->
   cloud (every task template uses all three tiers, in that order of data flow), each tier a node
   able to serve ``floor(C_r / (mean_bundle_r * eff))`` tasks per round. Its max-flow, computed with
-  :func:`mercato.mechanisms.polymatroid.max_flow_capacity`, is the bottleneck tier's figure,
+  :func:`mercato.mechanisms.encapsulation.max_flow_capacity`, is the bottleneck tier's figure,
   the reference's ``min_r floor(C_r / (d_r * eff))``.
 * **Round.** (1) The integrator buys the resources for the slices it expects to sell -- the
   bundles, scaled by the efficiency factor, of the tasks bidding above its current posted price,
@@ -45,7 +45,7 @@ from mercato.economy.book import (
     pack,
 )
 from mercato.economy.config import TIERS, Parameters
-from mercato.mechanisms.polymatroid import max_flow_capacity
+from mercato.mechanisms.encapsulation import max_flow_capacity
 from mercato.mechanisms.tatonnement import bundle_demand, tatonnement
 
 

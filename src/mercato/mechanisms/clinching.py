@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from mercato.mechanisms.polymatroid import rank_table, rank_violation, superset_min
+from mercato.mechanisms.rank_tables import rank_table, rank_violation, superset_min
 
 # Clinch amounts are in item units (O(1)-O(1e3)); anything smaller is float noise.
 CLINCH_TOLERANCE = 1e-9

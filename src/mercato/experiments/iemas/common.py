@@ -39,9 +39,9 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 from mercato.economy.stats import Estimate, bca_interval
-from mercato.gateway.cluster import RequestLog, profile_backends
-from mercato.gateway.types import BackendSpec, BuyerReport
-from mercato.gateway.valuation import ValuationSettings, realised_value
+from mercato.gateway.core.types import BackendSpec, BuyerReport
+from mercato.gateway.core.valuation import ValuationSettings, realised_value
+from mercato.gateway.sim.cluster import RequestLog, profile_backends
 from mercato.reporting import progress, write_json
 
 # The paper's population: LLaMA-3-7B- (our llama3-8b), Qwen-4B- and Qwen-8B-like agents, two of each.

@@ -355,8 +355,8 @@ def _by_construction() -> list[str]:
         "run itself, plus three baselines the paper lacks (round robin, least loaded and SGLang's "
         "cache-aware rule).",
         "- **Valuation scale.** mercato values a correct answer at 200 credits x bid and a second of TTFT "
-        "at 100 credits (`mercato.gateway.valuation`); every buyer reports bid 1 and delta 0.5, as IEMAS "
-        "used one global delta.",
+        "at 100 credits (`mercato.gateway.core.valuation`); every buyer reports bid 1 and delta 0.5, "
+        "as IEMAS used one global delta.",
         "- **Workloads.** Synthetic look-alikes of CoQA, QuAC and HotpotQA (no copy of CoQA or QuAC ships) "
         "and the bundled 100-question HotpotQA sample; the paper's dialogue counts are not published.",
         "- **Timings.** All wall-clock numbers were taken on a 2-core machine shared with other jobs.",

@@ -42,11 +42,11 @@ from mercato.experiments.iemas.common import (
     with_ci,
 )
 from mercato.experiments.iemas.paper import CLAIMS
-from mercato.gateway.accounting import SQLiteAccountingStore
-from mercato.gateway.app import create_app
-from mercato.gateway.cluster import InProcessCluster
-from mercato.gateway.config import AccountingConfig, BackendConfig, GatewayConfig, PolicyConfig, Prices
-from mercato.gateway.types import BackendSpec
+from mercato.gateway.core.types import BackendSpec
+from mercato.gateway.live.app import create_app
+from mercato.gateway.live.config import AccountingConfig, BackendConfig, GatewayConfig, PolicyConfig, Prices
+from mercato.gateway.live.ledger import SQLiteAccountingStore
+from mercato.gateway.sim.cluster import InProcessCluster
 from mercato.reporting import markdown_table, progress, write_csv
 from mercato.workloads import synthetic_dialogues
 from mercato.workloads.loadgen import RequestRecord, run_load

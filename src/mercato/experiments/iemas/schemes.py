@@ -4,7 +4,7 @@ Twelve specialised agents, one of each engine profile (qwen3-4b, qwen3-8b, llama
 qwen3-32b) per workload domain: a specialist answers its own domain ``SPECIALIST_GAIN`` better
 than its profile does and the other domains that much worse (a fine-tuned model; the simulated
 engines get these qualities). Three hubs, each running the auction on its own micro-batches, built
-by :func:`~mercato.gateway.hubs.build_hubs`:
+by :func:`~mercato.gateway.core.hubs.build_hubs`:
 
 * ``full_mix``: agents dealt to hubs regardless of specialisation, requests spread by session;
 * ``ideal``: hubs by specialisation, requests to their domain's hub;
@@ -51,11 +51,11 @@ from mercato.experiments.iemas.common import (
     with_ci,
 )
 from mercato.experiments.iemas.paper import CLAIMS
-from mercato.gateway.cluster import InProcessCluster, RequestLog
-from mercato.gateway.hubs import SCHEMES, HubRouter, build_hubs
-from mercato.gateway.router import RouterSettings
-from mercato.gateway.types import BackendSpec
-from mercato.gateway.valuation import realised_value
+from mercato.gateway.core.hubs import SCHEMES, HubRouter, build_hubs
+from mercato.gateway.core.router import RouterSettings
+from mercato.gateway.core.types import BackendSpec
+from mercato.gateway.core.valuation import realised_value
+from mercato.gateway.sim.cluster import InProcessCluster, RequestLog
 from mercato.reporting import markdown_table, write_csv
 from mercato.workloads import Dialogue, synthetic_dialogues
 

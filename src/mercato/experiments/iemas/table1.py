@@ -44,8 +44,8 @@ from mercato.experiments.iemas.common import (
     with_ci,
 )
 from mercato.experiments.iemas.paper import BENCHMARK_OF, CLAIMS, PAPER_ROW, TABLE1, paper_cell
-from mercato.gateway.cluster import InProcessCluster
-from mercato.gateway.policies import POLICY_NAMES
+from mercato.gateway.core.policies import POLICY_NAMES
+from mercato.gateway.sim.cluster import InProcessCluster
 from mercato.reporting import markdown_table, write_csv
 from mercato.workloads import Dialogue, synthetic_dialogues
 from mercato.workloads.datasets import load_hotpotqa

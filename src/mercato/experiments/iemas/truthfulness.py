@@ -2,7 +2,7 @@
 
 The auction instances are real: a CoQA-like run through the Router records every micro-batch's
 values, predicted costs and offered capacities exactly as the auction policy received them
-(a recording subclass of :class:`~mercato.gateway.policies.AuctionPolicy`). The first ``skip``
+(a recording subclass of :class:`~mercato.gateway.core.policies.AuctionPolicy`). The first ``skip``
 batches (cold predictors) are passed over and the next ``rounds`` batches with at least two
 requests are replayed. A buyer's report scales its value row, which is what a different bid does
 (values are ``bid x (...)``); its true utility is its true value at the agent it wins minus its
@@ -42,9 +42,10 @@ from mercato.experiments.iemas.common import (
     with_ci,
 )
 from mercato.experiments.iemas.paper import CLAIMS
-from mercato.gateway.cluster import InProcessCluster
-from mercato.gateway.policies import Allocation, AuctionPolicy, BatchContext
-from mercato.gateway.router import Router, RouterSettings
+from mercato.gateway.core.market import BatchContext
+from mercato.gateway.core.policies import Allocation, AuctionPolicy
+from mercato.gateway.core.router import Router, RouterSettings
+from mercato.gateway.sim.cluster import InProcessCluster
 from mercato.mechanisms import run_vcg_auction
 from mercato.mechanisms.properties import (
     buyer_utilities,

@@ -32,8 +32,8 @@ from mercato.experiments.iemas.common import (
 )
 from mercato.experiments.iemas.paper import CLAIMS
 from mercato.experiments.iemas.table1 import ORDER
-from mercato.gateway.cluster import InProcessCluster
-from mercato.gateway.policies import POLICY_NAMES
+from mercato.gateway.core.policies import POLICY_NAMES
+from mercato.gateway.sim.cluster import InProcessCluster
 from mercato.reporting import markdown_table, write_csv
 from mercato.workloads import synthetic_dialogues
 

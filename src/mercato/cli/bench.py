@@ -1,0 +1,204 @@
+"""`mercato bench star | economy | gateway | engine | mechanisms | auction`.
+
+Each times mercato against a baseline measured in the same run; the benchmarks themselves live in
+:mod:`mercato.bench` and are imported inside the commands so that `mercato --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from mercato.cli.options import FirstSeedOption, JsonFlag, SeedOption, StarSeedOption, WorkersOption
+from mercato.reporting import print_table, progress, stderr
+
+bench_app = typer.Typer(help="Benchmarks: mercato against a baseline measured in the same run.",
+                        no_args_is_help=True)
+
+
+@bench_app.command("star")
+def bench_star(json_out: JsonFlag = False, seed: StarSeedOption = 0) -> None:
+    """Time exact allocation per scenario and solver, and all winners' critical-value payments."""
+    from mercato.bench import star
+    from mercato.star.scenarios import SCENARIOS
+
+    with progress() as bar:
+        task = bar.add_task("bench star", total=len(SCENARIOS))
+        report = star.run(seed=seed, on_scenario=lambda _: bar.advance(task))
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    rows = []
+    for r in report["scenarios"].values():
+        for method, t in r["solvers"].items():
+            rows.append({"scenario": r["scenario"], "nodes": r["nodes"], "treewidth": r["treewidth"],
+                         "solver": method + (" (auto)" if method == r["auto_solver"] else ""),
+                         "alloc ms": t["alloc_ms"], "re-solve ms": t["resolve_ms"]})
+    print_table("Exact allocation (median ms; alloc = set-up + solve)", rows)
+    pay = [{"scenario": r["scenario"], "winners": r["winners"], "payments ms": r["payments_ms"],
+            "bisection (paper) ms": r["payments_ms_bisection"], "total payment $": r["total_payment_usd"],
+            "bisection - crossing $": r["bisection_minus_crossing_usd"]}
+           for r in report["scenarios"].values()]
+    print_table("All winners' critical-value payments (median ms)", pay)
+    _print_targets(report)
+
+
+@bench_app.command("economy")
+def bench_economy(json_out: JsonFlag = False, seed: FirstSeedOption = 0, workers: WorkersOption = 2) -> None:
+    """Time one 200-round run (N=50, medium, entangled) and Experiment 1 (120 runs)."""
+    from mercato.bench import economy
+
+    if workers < 1:
+        raise typer.BadParameter(f"workers must be >= 1, got {workers}")
+    with progress() as bar:
+        task = bar.add_task("bench economy", total=2)
+        report = economy.run(seed=seed, workers=workers, show_progress=False,
+                             on_step=lambda _: bar.advance(task))
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    print_table("Service economy: wall time (CPU time of one run beside it)", [
+        {"name": "one run (200 rounds)", "mercato s": report["one_run_s"],
+         "CPU s": report["one_run_cpu_s"], "reference s": "36-50", "speedup": report["speedup_one_run"]},
+        {"name": "Experiment 1 (120 runs)", "mercato s": report["experiment1_s"], "CPU s": "-",
+         "reference s": report["reference_experiment1_s"], "speedup": report["speedup_experiment1"]},
+    ])
+    _print_targets(report)
+
+
+@bench_app.command("gateway")
+def bench_gateway(
+    json_out: JsonFlag = False,
+    seed: Annotated[int, typer.Option(help="Seed for the arrival times.")] = 0,
+    duration: Annotated[float, typer.Option(help="Seconds of load per rate.")] = 2.0,
+) -> None:
+    """Latency the gateway adds over a zero-delay engine called directly, at 100 and 500 req/s and up."""
+    from mercato.bench import gateway
+    from mercato.heap import freeze_startup_objects
+
+    freeze_startup_objects()  # the load generator is a Python process too: no full-GC pauses in its clock
+
+    with progress() as bar:
+        task = bar.add_task("bench gateway", total=len(gateway.RATES) * 2)
+        report = gateway.run(seed=seed, duration_s=duration, on_step=lambda _: bar.advance(task))
+        steps = 2 * len(report["rates"])  # the sweep may stop early
+        bar.update(task, completed=steps, total=steps)
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    rows = [{"rate": r["rate"], "achieved rps": r["achieved_rps"], "direct p50 ms": r["direct_p50_ms"],
+             "gateway p50 ms": r["gateway_p50_ms"], "batch wait p50 ms": r["batch_wait_p50_ms"],
+             "added p50 ms": r["added_p50_ms"], "added p99 ms": r["added_p99_ms"], "errors": r["errors"]}
+            for r in report["rates"]]
+    print_table("gateway overhead beyond the batching wait (zero-delay engine, one process)", rows)
+    held = report["max_rate_p99_added_le_50ms"]
+    stderr.print(f"highest rate held with p99 added <= 50 ms: {held if held else 'none of the rates tried'}")
+    _print_targets(report)
+
+
+@bench_app.command("engine")
+def bench_engine(json_out: JsonFlag = False,
+                 seed: Annotated[int, typer.Option(help="Seed of the workload and the engine.")] = 0) -> None:
+    """Simulated requests per wall-second of the in-process engine against two baselines."""
+    from mercato.bench import engine
+
+    with progress() as bar:
+        task = bar.add_task("bench engine", total=engine.REPEATS * len(engine.VARIANTS))
+        report = engine.run(seed=seed, on_run=lambda _: bar.advance(task))
+    # calibration against the real llama.cpp engine (skipped when it is not built); see engine/calibration.py
+    from mercato.engine.calibration import print_calibration
+    from mercato.workloads.engine_calibration import calibration_section
+
+    report["calibration"] = calibration_section(seed)
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    labels = {"mercato": "mercato (analytic decode, chain cache)",
+              "stepped": "baseline: per-token stepping",
+              "no_chain_cache": "baseline: no chain cache"}
+    rows = [{"name": labels[v], "requests/s (median)": r["requests_per_s_median"],
+             "requests/s (best)": r["requests_per_s_best"],
+             "requests/CPU-s (median)": r["requests_per_cpu_s_median"]}
+            for v, r in report["variants"].items()]
+    w = report["workload"]
+    print_table(f"in-process engine, {report['requests']} requests ({w['dialogues']} CoQA-like dialogues x "
+                f"{w['turns']} turns, {w['profile']}, {report['repeats']} runs each)", rows)
+    sim = report["simulated"]
+    typer.echo(f"speed-up: x{report['speedup_vs_stepped']:.2f} vs stepping, "
+               f"x{report['speedup_vs_no_chain_cache']:.2f} vs no chain cache; identical results: "
+               f"{'yes' if report['identical_results'] else 'NO'}")
+    typer.echo(f"simulated: {sim['virtual_seconds']:.1f} s virtual, prefix-cache hit rate "
+               f"{sim['prefix_cache_hit_rate']:.3f}, mean TTFT {sim['mean_ttft_ms']:.0f} ms, "
+               f"accuracy {sim['accuracy']:.3f}")
+    typer.echo(f"target >= {report['target_requests_per_s']:,.0f} requests/s: "
+               f"{'yes' if report['target_met'] else 'NO'} (wall-clock; noisy on a shared machine)")
+    print_calibration(report["calibration"])
+
+
+@bench_app.command("mechanisms")
+def bench_mechanisms(json_out: JsonFlag = False, seed: SeedOption = 0) -> None:
+    """Time exact allocation + all VCG payments against N+1 re-solves and the paper's design."""
+    from mercato.bench import mechanisms
+
+    with progress() as bar:
+        task = bar.add_task("bench mechanisms", total=len(mechanisms.SIZES))
+        report = mechanisms.run(seed=seed, on_size=lambda _: bar.advance(task))
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    rows = [
+        {
+            "size": label,
+            "alloc ms": r["ms_allocation"],
+            "payments ms": r["ms_payments"],
+            "alloc+pay ms": r["ms_allocation_and_payments"],
+            "naive N+1 ms": r["ms_naive_total_same_solver"],
+            "x naive (payments)": r["speedup_vs_naive_same_solver"],
+            "x naive (total)": r["speedup_total_vs_naive_same_solver"],
+            "paper design ms": r["ms_paper_design"],
+            "x paper": r["speedup_vs_paper_design"],
+        }
+        for label, r in report["sizes"].items()
+    ]
+    print_table("VCG auction: exact b-matching + all payments (median ms)", rows)
+    for label, r in report["sizes"].items():
+        if r["paper_design_method"] != "measured" or r["naive_same_solver_method"] != "measured":
+            stderr.print(f"  {label}: paper design {r['paper_design_method']}; "
+                         f"naive {r['naive_same_solver_method']}")
+    _print_targets(report)
+
+
+@bench_app.command("auction")
+def bench_auction(json_out: JsonFlag = False, seed: SeedOption = 0,
+                  requests: Annotated[int, typer.Option(help="Requests in the batch.")] = 200,
+                  backends: Annotated[int, typer.Option(help="Backends in the hub.")] = 100) -> None:
+    """Time one Router round (features, predictions, auction, payments) against river's per-pair scoring."""
+    from mercato.bench import auction
+    from mercato.heap import retain_freed_memory
+
+    retain_freed_memory()  # as `mercato serve` does
+
+    with progress() as bar:
+        task = bar.add_task("bench auction", total=1)
+        report = auction.run(n_requests=requests, n_backends=backends, seed=seed)
+        bar.advance(task)
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    print_table(f"one Router round at {requests} requests x {backends} backends (median ms)", [{
+        "round": report["ms_round_median"],
+        "round, cold prices": report["ms_round_cold_median"],
+        "predict all pairs": report["ms_predict_all_pairs"],
+        "auction + payments": report["ms_auction_and_payments"],
+        "river per-pair scoring": report["ms_river_per_pair_scoring_baseline"],
+        "x vs river scoring": report["speedup_scoring_vs_river"],
+    }])
+    typer.echo(f"target: round <= {report['target_ms']:g} ms: {'yes' if report['target_met'] else 'NO'}")
+
+
+def _print_targets(report: dict[str, Any]) -> None:
+    """The closing `targets: name: yes, other: NO` line of the star, economy, gateway, mechanisms benches."""
+    met = report["targets_met"]
+    typer.echo("targets: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in met.items()))

@@ -1,0 +1,63 @@
+"""The live gateway's commands: `mercato serve` and `mercato ledger summary`.
+
+Heavy imports (FastAPI, uvicorn, httpx) happen inside the commands so that `mercato --help`
+stays fast; `mercato bench gateway` is in :mod:`mercato.cli.bench`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mercato.cli.options import JsonFlag
+from mercato.reporting import print_table
+
+ledger_app = typer.Typer(help="The accounting ledger: one record per routed request.", no_args_is_help=True)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c",
+                                            help="Gateway YAML file (see examples/gateway.yaml).")]
+
+
+def gateway_serve(
+    config: ConfigOption,
+    host: Annotated[str | None, typer.Option(help="Override server.host.")] = None,
+    port: Annotated[int | None, typer.Option(help="Override server.port.")] = None,
+) -> None:
+    """Run the OpenAI-compatible gateway (auction routing, failover, ledger) from a config file."""
+    from mercato.gateway.live.config import ConfigError, load_config
+    from mercato.gateway.live.serve import serve
+
+    try:
+        loaded = load_config(config)
+    except ConfigError as err:
+        raise typer.BadParameter(str(err), param_hint="--config") from None
+    serve(loaded, host=host, port=port)
+
+
+@ledger_app.command("summary")
+def ledger_summary(
+    db: Annotated[Path, typer.Option(help="Ledger file (accounting.db of the gateway config).")] = Path(
+        "mercato-ledger.sqlite"),
+    json_out: JsonFlag = False,
+) -> None:
+    """Totals per backend and overall, and the weak budget balance check sum(payment) >= sum(cost)."""
+    from mercato.gateway.live.ledger import open_ledger_summary
+
+    try:
+        summary = open_ledger_summary(db)
+    except FileNotFoundError as err:
+        raise typer.BadParameter(str(err), param_hint="--db") from None
+    if json_out:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    rows = [{"backend": name, **totals} for name, totals in summary["backends"].items()]
+    rows.append({"backend": "all", **summary["overall"]})
+    print_table(f"ledger {summary['db']} (credits)", rows,
+                ["backend", "requests", "paid_requests", "prompt_tokens", "cached_tokens", "kv_hit_rate",
+                 "completion_tokens", "cost", "payment", "surplus"])
+    verdict = "yes" if summary["weak_budget_balance"] else "NO"
+    typer.echo(f"weak budget balance (payments >= costs): {verdict}; "
+               f"payments - costs = {summary['hub_balance']:.6g} credits")

@@ -1,0 +1,307 @@
+"""The Router core: micro-batch -> features -> predictions -> policy -> decisions -> feedback.
+
+No web framework and no clock of its own: callers pass ``now`` (wall seconds live, virtual
+seconds in-process), so the same object runs behind FastAPI and inside experiments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mercato.engine.chat import END, GENERATION_PROMPT
+from mercato.gateway.core.features import domain_index
+from mercato.gateway.core.load import BackendLoad
+from mercato.gateway.core.market import Market, MarketBuilder
+from mercato.gateway.core.policies import Policy, make_policy
+from mercato.gateway.core.predictors import PredictorBank, PredictorSettings
+from mercato.gateway.core.prefix import PrefixLedger
+from mercato.gateway.core.quality import QualityTracker
+from mercato.gateway.core.types import (
+    AccountingStore,
+    BackendSpec,
+    Decision,
+    LedgerRecord,
+    Observation,
+    RouteRequest,
+)
+from mercato.gateway.core.valuation import ValuationSettings, realised_value
+
+MAX_FAILOVER = 3  # alternates tried after the primary backend
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    """Knobs of the Router core (the YAML config maps onto these)."""
+
+    valuation: ValuationSettings = field(default_factory=ValuationSettings)
+    predictor: PredictorSettings = field(default_factory=PredictorSettings)
+    max_sessions_per_backend: int = 50_000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class _BatchEstimates:
+    """A routed batch's features and predictions, kept until its last request finishes."""
+
+    features: NDArray[np.float64]  # (N, M, F)
+    affinity: NDArray[np.float64]  # (N, M)
+    latency: NDArray[np.float64]  # (N, M) predictions at decision time
+    cost: NDArray[np.float64]
+    quality: NDArray[np.float64]
+
+
+@dataclass
+class _Pending:
+    """What the router remembers about a routed request until it finishes: its batch row."""
+
+    batch: _BatchEstimates
+    row: int
+    started: set[int] = field(default_factory=set)
+
+
+@dataclass
+class RouterTotals:
+    """Running totals for reports: sums over finished requests."""
+
+    requests: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    cost: float = 0.0
+    payments: float = 0.0
+    surplus: float = 0.0
+    welfare: float = 0.0
+    correct: int = 0
+    judged: int = 0
+
+
+class Router:
+    """Routes micro-batches with one policy and learns from every finished request.
+
+    ``policy`` is a name from the registry or a policy object; ``predictors`` replaces the
+    default online predictor bank (experiments compare predictor variants this way).
+    """
+
+    def __init__(
+        self,
+        backends: list[BackendSpec],
+        policy: str | Policy = "auction",
+        settings: RouterSettings | None = None,
+        accounting: AccountingStore | None = None,
+        predictors: PredictorBank | None = None,
+    ) -> None:
+        if not backends:
+            raise ValueError("a router needs at least one backend")
+        names = [b.name for b in backends]
+        if len(set(names)) != len(names):
+            raise ValueError(f"backend names must be unique, got {names}")
+        self.backends = list(backends)
+        self.names = names
+        self.index = {n: i for i, n in enumerate(names)}
+        self.settings = settings or RouterSettings()
+        self.policy = (
+            make_policy(policy, len(backends), self.settings.seed) if isinstance(policy, str) else policy
+        )
+        self.accounting = accounting
+        self.ledger = PrefixLedger(names, self.settings.max_sessions_per_backend)
+        self.predictors = predictors or PredictorBank(self.backends, self.settings.predictor)
+        self.quality = QualityTracker()
+        self.load = BackendLoad([b.capacity for b in backends])
+        self._markets = MarketBuilder(self.backends, self.load, self.ledger, self.predictors,
+                                      self.settings.valuation, np.random.default_rng(self.settings.seed))
+        self._pending: dict[str, _Pending] = {}
+        self.totals = RouterTotals()
+
+    # ---- routing -------------------------------------------------------------------------
+    def market(self, batch: list[RouteRequest]) -> Market:
+        """The market a batch would be routed in now, built without routing it."""
+        return self._markets.build(batch)
+
+    def route(self, batch: list[RouteRequest], now: float) -> list[Decision]:
+        """Decide a ranked backend list and a price for every request of the micro-batch."""
+        if not batch:
+            return []
+        self.load.arrived(len(batch), now)
+        market = self._markets.build(batch)
+        ctx = market.context
+        alloc = self.policy.allocate(ctx)
+        welfare = ctx.welfare
+        ranked, count = self._rankings(alloc.assignment, welfare, ctx.allowed)
+        rows = np.arange(len(batch))
+        routed = count > 0
+        first = np.where(routed, ranked[:, 0], 0)
+        p = ctx.predictions
+        cost = ctx.costs[rows, first]
+        externality = np.where(alloc.paid, alloc.externality, 0.0)
+        estimates = _BatchEstimates(market.features, ctx.affinity, p.latency_s, p.cost, p.quality)
+        names = self.names
+        decisions = []
+        for i, (req, order, k, paid, pay, ext, lat, c, q, w) in enumerate(zip(
+                batch, ranked.tolist(), count.tolist(), alloc.paid.tolist(),
+                np.where(routed, cost + externality, 0.0).tolist(), externality.tolist(),
+                p.latency_s[rows, first].tolist(), cost.tolist(), p.quality[rows, first].tolist(),
+                np.where(routed, welfare[rows, first], np.nan).tolist(), strict=True)):
+            self._pending[req.request_id] = _Pending(estimates, i)
+            decisions.append(Decision(req, [names[j] for j in order[:k]], paid, pay, ext, lat, c, q, w))
+        return decisions
+
+    @property
+    def pending(self) -> int:
+        """Requests routed and not yet finished."""
+        return len(self._pending)
+
+    @staticmethod
+    def _rankings(assignment: NDArray[np.int64], welfare: NDArray[np.float64],
+                  allowed: NDArray[np.bool_]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Per request: the primary, then up to MAX_FAILOVER other allowed backends by welfare.
+
+        Returns an (N, K) matrix whose row i holds request i's ranking in its first
+        ``count[i]`` entries.
+        """
+        n, m = welfare.shape
+        keep = min(m, MAX_FAILOVER + 1)
+        score = np.where(allowed, np.nan_to_num(welfare, nan=-np.inf), -np.inf)
+        top = np.argpartition(-score, keep - 1, axis=1)[:, :keep]
+        order = np.argsort(-np.take_along_axis(score, top, axis=1), axis=1, kind="stable")
+        candidates = np.take_along_axis(top, order, axis=1)
+        rows = np.arange(n)[:, None]
+        primary = assignment[:, None]
+        has_primary = (primary >= 0) & allowed[rows, np.maximum(primary, 0)]
+        full = np.concatenate([primary, candidates], axis=1)
+        valid = np.concatenate([has_primary, allowed[rows, candidates] & (candidates != primary)], axis=1)
+        order = np.argsort(~valid, axis=1, kind="stable")  # valid entries first, in rank order
+        ranked = np.take_along_axis(full, order, axis=1)[:, :keep]
+        return ranked, np.minimum(valid.sum(axis=1), keep)
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def started(self, decision: Decision, backend: str, now: float) -> None:
+        """The request is now in flight at ``backend`` (after any failover)."""
+        j = self.index[backend]
+        pending = self._pending.get(decision.request.request_id)
+        if pending is not None and j not in pending.started:
+            pending.started.add(j)
+            self.load.dispatched(j, now)
+
+    def release(self, decision: Decision, backend: str) -> None:
+        """``backend`` gave up on the request (failover): it no longer counts as in flight there."""
+        j = self.index[backend]
+        pending = self._pending.get(decision.request.request_id)
+        if pending is not None and j in pending.started:
+            pending.started.discard(j)
+            self.load.released(j)
+
+    def finish(self, decision: Decision, obs: Observation, now: float) -> LedgerRecord | None:
+        """Learn from what happened and write the accounting record (None when it failed)."""
+        req = decision.request
+        pending = self._pending.pop(req.request_id, None)
+        if pending is None:
+            raise ValueError(f"request {req.request_id!r} is not pending (finished twice?)")
+        est, i = pending.batch, pending.row
+        for j in pending.started:
+            self.load.released(j)
+        if not obs.ok:
+            self.totals.failed += 1
+            return None
+        j = self.index[obs.backend]
+        spec = self.backends[j]
+        cost = spec.cost(obs.prompt_tokens, obs.cached_tokens, obs.completion_tokens)
+        self.predictors.learn(
+            j,
+            est.features[i, j],
+            domain_index(req.domain),
+            obs.ttft_s,
+            cost,
+            obs.completion_tokens,
+            obs.correct,
+        )
+        self.quality.add(
+            est.latency[i, j], obs.ttft_s, est.cost[i, j], cost, est.quality[i, j], obs.correct
+        )
+        self.ledger.observe(
+            obs.backend,
+            req.session_id,
+            req.prompt + GENERATION_PROMPT + obs.text + END,
+            affinity=float(est.affinity[i, j]),
+            prompt_tokens=obs.prompt_tokens,
+            cached_tokens=obs.cached_tokens,
+        )
+        self.policy.observe(req, j, obs)
+        externality = decision.externality if decision.paid else 0.0
+        record = LedgerRecord(
+            request_id=req.request_id,
+            ts=now,
+            buyer=req.buyer,
+            backend=obs.backend,
+            model=spec.model,
+            policy=self.policy.name,
+            prompt_tokens=obs.prompt_tokens,
+            cached_tokens=obs.cached_tokens,
+            completion_tokens=obs.completion_tokens,
+            cost=cost,
+            payment=cost + externality,
+            surplus=externality,
+            paid=decision.paid,
+        )
+        if self.accounting is not None:
+            self.accounting.record(record)
+        self._tally(req, obs, record, float(est.quality[i, j]))
+        return record
+
+    def _tally(
+        self, req: RouteRequest, obs: Observation, record: LedgerRecord, expected_quality: float
+    ) -> None:
+        t = self.totals
+        t.requests += 1
+        t.prompt_tokens += obs.prompt_tokens
+        t.cached_tokens += obs.cached_tokens
+        t.cost += record.cost
+        t.payments += record.payment
+        t.surplus += record.surplus
+        t.welfare += (
+            realised_value(
+                req.report.bid,
+                req.report.delta,
+                obs.correct,
+                obs.ttft_s or 0.0,
+                self.settings.valuation,
+                expected_quality,
+            )
+            - record.cost
+        )
+        if obs.correct is not None:
+            t.judged += 1
+            t.correct += int(obs.correct)
+
+    def can_serve(self, request: RouteRequest) -> NDArray[np.bool_]:
+        """(M,) mask of healthy backends serving the model the request asked for."""
+        return self._markets.can_serve(request)
+
+    def set_health(self, backend: str, healthy: bool) -> None:
+        """Circuit breaker state: an unhealthy backend is offered no requests."""
+        self.load.healthy[self.index[backend]] = healthy
+
+    def snapshot(self) -> dict[str, Any]:
+        """Per-backend load and health, and hub totals (for /metrics and reports)."""
+        load = self.load
+        rates = load.backend_rates()
+        return {
+            "policy": self.policy.name,
+            "backends": {
+                n: {
+                    "inflight": float(load.inflight[i]),
+                    "healthy": bool(load.healthy[i]),
+                    "capacity": int(load.capacity[i]),
+                    "rate": float(rates[i]),
+                }
+                for i, n in enumerate(self.names)
+            },
+            "pending": len(self._pending),
+            "ledger_sessions": len(self.ledger),
+            "ledger_resyncs": self.ledger.resyncs,
+            "totals": vars(self.totals).copy(),
+            "nmae": self.quality.nmae(),
+        }

@@ -1,0 +1,62 @@
+"""From a validated configuration to the Router core: the only place the two meet.
+
+The schema (:mod:`mercato.gateway.live.config`) stays a plain description, so that anything
+needing a ``BackendConfig`` does not drag in the core and its learners.
+"""
+
+from __future__ import annotations
+
+from mercato.gateway.core.batching import BatchingRule
+from mercato.gateway.core.hubs import DomainClassifier, Hub, HubRouter
+from mercato.gateway.core.predictors import PredictorSettings
+from mercato.gateway.core.router import Router, RouterSettings
+from mercato.gateway.core.types import BackendSpec, RoutingCore
+from mercato.gateway.core.valuation import ValuationSettings
+from mercato.gateway.live.config import ConfigError, GatewayConfig
+
+
+def backend_specs(config: GatewayConfig) -> list[BackendSpec]:
+    """The backends as the Router sees them."""
+    return [
+        BackendSpec(name=b.name, model=b.model, capacity=b.capacity, price_input=b.prices.input,
+                    price_cached_input=b.prices.cached_input, price_output=b.prices.output,
+                    url=b.url, api_key=b.resolved_api_key(), profile=b.profile,
+                    domains=tuple(b.domains), hub=b.hub)
+        for b in config.backends
+    ]
+
+
+def router_settings(config: GatewayConfig) -> RouterSettings:
+    """The Router core's settings from the valuation, predictor, prefix and policy sections."""
+    return RouterSettings(
+        valuation=ValuationSettings(**config.valuation.model_dump()),
+        predictor=PredictorSettings(**config.predictor.model_dump()),
+        max_sessions_per_backend=config.prefix.max_sessions_per_backend,
+        seed=config.policy.seed,
+    )
+
+
+def batching_rule(config: GatewayConfig) -> BatchingRule:
+    """The micro-batcher's flush rule from the ``batching`` section."""
+    return BatchingRule(config.batching.max_batch_size, config.batching.max_wait_ms / 1000.0)
+
+
+def build_router(config: GatewayConfig) -> RoutingCore:
+    """One Router, or a HubRouter when backends name their ``hub`` (every backend then must).
+
+    Each hub advertises the domain tags of its backends; the front classifier sends a request
+    to a hub by domain, then by its quality-vs-latency preference (see
+    :mod:`mercato.gateway.core.hubs`).
+    """
+    specs = backend_specs(config)
+    hub_names = [b.hub for b in config.backends]
+    if all(h is None for h in hub_names):
+        return Router(specs, config.policy.name, router_settings(config))
+    missing = [b.name for b in config.backends if b.hub is None]
+    if missing:
+        raise ConfigError(f"backends {missing}: hub is required once any backend names a hub")
+    hubs = [Hub(name, tuple(b.name for b in config.backends if b.hub == name),
+                frozenset(d for b in config.backends if b.hub == name for d in b.domains))
+            for name in dict.fromkeys(h for h in hub_names if h is not None)]
+    classifier = DomainClassifier({}, {b.name: b.capacity for b in config.backends})
+    return HubRouter(specs, hubs, config.policy.name, router_settings(config), classifier)

@@ -1,0 +1,266 @@
+"""The gateway's one YAML file, validated by pydantic so that every mistake names its field.
+
+``load_config(path)`` raises :class:`ConfigError` with messages such as
+``backends.2.capacity: Input should be greater than or equal to 1``; unknown keys are errors
+too (a typo must not silently fall back to a default).
+
+Units: prices are mercato credits per token (IEMAS Eq. 6); bids are credits; times are in the
+unit their name says (``_ms``, ``_s``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mercato.gateway.core.policies import POLICY_NAMES
+from mercato.gateway.core.predictors import PredictorSettings
+from mercato.gateway.core.valuation import ValuationSettings
+
+NonNegative = Annotated[float, Field(ge=0.0)]
+Positive = Annotated[float, Field(gt=0.0)]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or invalid; the message names the field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Prices(_Section):
+    """Credits per token: uncached prompt token, cached prompt token, output token."""
+
+    input: NonNegative
+    cached_input: NonNegative
+    output: NonNegative
+
+
+class BackendConfig(_Section):
+    """One OpenAI-compatible backend; ``url`` is its base URL including ``/v1``."""
+
+    name: str
+    url: str
+    model: Annotated[str, Field(min_length=1)]
+    api_key: str | None = None
+    api_key_env: str | None = None
+    capacity: Annotated[int, Field(ge=1)] = 4
+    prices: Prices
+    profile: str | None = None
+    domains: list[str] = Field(default_factory=list)
+    hub: str | None = None
+    forward_extension: bool = True
+    max_connections: Annotated[int, Field(ge=1)] = 512
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("must start with a letter or digit and hold only letters, digits and _.:-")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// base URL such as http://127.0.0.1:8001/v1")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> BackendConfig:
+        if self.api_key is not None and self.api_key_env is not None:
+            raise ValueError("give api_key or api_key_env, not both")
+        return self
+
+    def resolved_api_key(self) -> str | None:
+        """The key itself, read from the environment when ``api_key_env`` names a variable."""
+        if self.api_key_env is None:
+            return self.api_key
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ConfigError(f"backends.{self.name}.api_key_env: environment variable "
+                              f"{self.api_key_env} is not set")
+        return key
+
+
+class BatchingConfig(_Section):
+    """Micro-batcher: flush at ``max_batch_size`` or ``max_wait_ms`` after the first queued request."""
+
+    max_batch_size: Annotated[int, Field(ge=1)] = 16
+    max_wait_ms: NonNegative = 10.0
+    queue_limit: Annotated[int, Field(ge=1)] = 4096
+
+
+class PolicyConfig(_Section):
+    """Which allocation policy the router runs, and its seed."""
+
+    name: str = "auction"
+    seed: int = 0
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in POLICY_NAMES:
+            raise ValueError(f"unknown policy {value!r}; choose one of {', '.join(POLICY_NAMES)}")
+        return value
+
+
+class BuyerDefaults(_Section):
+    """What a request that reports nothing is taken to report (IEMAS used one global delta = 0.5)."""
+
+    bid: NonNegative = 1.0
+    delta: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    deadline_ms: Positive | None = None
+    max_tokens: Annotated[int, Field(ge=1)] = 256
+
+
+class ValuationConfig(_Section):
+    """Scales of IEMAS Eq. 1 in credits (see :mod:`mercato.gateway.core.valuation`)."""
+
+    quality_value: NonNegative = ValuationSettings.quality_value
+    latency_penalty_per_s: NonNegative = ValuationSettings.latency_penalty_per_s
+
+
+class PredictorConfig(_Section):
+    """Online Hoeffding-tree predictors (river's hyper-parameter names)."""
+
+    grace_period: Annotated[int, Field(ge=1)] = PredictorSettings.grace_period
+    max_depth: Annotated[int, Field(ge=1)] = PredictorSettings.max_depth
+    split_confidence: Annotated[float, Field(gt=0.0, lt=1.0)] = PredictorSettings.split_confidence
+    default_output_tokens: Positive = PredictorSettings.default_output_tokens
+
+
+class PrefixConfig(_Section):
+    """Bound of the prefix ledger (LRU per backend)."""
+
+    max_sessions_per_backend: Annotated[int, Field(ge=1)] = 50_000
+
+
+class AccountingConfig(_Section):
+    """Where the SQLite ledger lives and how durable each commit is.
+
+    ``NORMAL``: a committed record survives a crash of the gateway (no fsync per commit);
+    ``FULL``: it also survives an operating-system crash or power loss (one fsync per commit group).
+    """
+
+    db: Path = Path("mercato-ledger.sqlite")
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+
+
+class ServerConfig(_Section):
+    """Listening address and request size limit."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 4 * 1024 * 1024
+
+
+class TimeoutConfig(_Section):
+    """Timeouts towards backends; ``read_s`` bounds any silence (first byte included), not the reply."""
+
+    connect_s: Positive = 2.0
+    read_s: Positive = 120.0
+    pool_s: Positive = 10.0
+
+
+class RetryConfig(_Section):
+    """Retries on the same backend, only before its first byte: connect errors, 429 and 5xx."""
+
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    backoff_base_s: NonNegative = 0.05
+    backoff_max_s: NonNegative = 1.0
+
+
+class CircuitConfig(_Section):
+    """Circuit breaker per backend, and the health-check loop that probes it back."""
+
+    failure_threshold: Annotated[int, Field(ge=1)] = 3
+    cooldown_s: Positive = 5.0
+    health_interval_s: Positive = 2.0
+
+
+class GatewayConfig(_Section):
+    """The whole gateway configuration file."""
+
+    server: ServerConfig = ServerConfig()
+    backends: Annotated[list[BackendConfig], Field(min_length=1)]
+    batching: BatchingConfig = BatchingConfig()
+    policy: PolicyConfig = PolicyConfig()
+    buyer_defaults: BuyerDefaults = BuyerDefaults()
+    valuation: ValuationConfig = ValuationConfig()
+    predictor: PredictorConfig = PredictorConfig()
+    prefix: PrefixConfig = PrefixConfig()
+    accounting: AccountingConfig = AccountingConfig()
+    api_keys: dict[str, str] = Field(default_factory=dict)
+    timeouts: TimeoutConfig = TimeoutConfig()
+    retries: RetryConfig = RetryConfig()
+    circuit_breaker: CircuitConfig = CircuitConfig()
+
+    @field_validator("backends")
+    @classmethod
+    def _unique_names(cls, backends: list[BackendConfig]) -> list[BackendConfig]:
+        seen: set[str] = set()
+        for backend in backends:
+            if backend.name in seen:
+                raise ValueError(f"backend names must be unique; {backend.name!r} repeats")
+            seen.add(backend.name)
+        if any(b.name == "mercato" for b in backends) or any(b.model == "mercato" for b in backends):
+            raise ValueError("'mercato' is reserved for the gateway's automatic model")
+        return backends
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys(cls, keys: dict[str, str]) -> dict[str, str]:
+        for key, buyer in keys.items():
+            if len(key) < 8:
+                raise ValueError("every API key must be at least 8 characters long")
+            if not buyer:
+                raise ValueError(f"API key ...{key[-4:]} maps to an empty buyer name")
+        return keys
+
+    def backend(self, name: str) -> BackendConfig:
+        """The configuration of one backend by name."""
+        for b in self.backends:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+
+def _format_errors(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts)
+
+
+def parse_config(data: Any) -> GatewayConfig:
+    """Validate an already-loaded mapping (from YAML, JSON or code)."""
+    if not isinstance(data, dict):
+        raise ConfigError("the configuration must be a mapping with at least a 'backends' list")
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err)) from None
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate one YAML file; raises :class:`ConfigError` naming the bad field."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    return parse_config(data)

@@ -1,0 +1,130 @@
+"""A local fleet of simulated engine servers, one child process each, for demos and live checks.
+
+Each engine runs as its own `mercato engine serve` process so that the engines' real-time
+scheduling never competes with the gateway for one interpreter's lock; the fleet picks free
+loopback ports, waits until every `/health` answers, and stops the children on exit.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+import httpx
+
+from mercato.engine import get_profile
+from mercato.gateway.live.config import BackendConfig, Prices
+
+
+def free_port() -> int:
+    """A currently unused loopback TCP port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One engine server of the fleet."""
+
+    name: str
+    profile: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """OpenAI base URL of the server."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+
+class EngineFleet:
+    """Start simulated engine servers for ``profiles`` (one per entry); use as a context manager."""
+
+    def __init__(self, profiles: Sequence[str], *, speed: float = 1.0, seed: int = 0,
+                 max_num_seqs: int = 12, gpu_memory_utilization: float = 0.6) -> None:
+        for p in profiles:
+            get_profile(p)  # fail early, naming the unknown profile
+        self.engines = [EngineSpec(f"{p}-{k}", p, free_port()) for k, p in enumerate(profiles)]
+        self.speed, self.seed = speed, seed
+        self.max_num_seqs, self.gpu_memory_utilization = max_num_seqs, gpu_memory_utilization
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, timeout_s: float = 60.0) -> EngineFleet:
+        """Spawn every server and wait until all report healthy."""
+        for k, e in enumerate(self.engines):
+            cmd = [sys.executable, "-m", "mercato", "engine", "serve", "--profile", e.profile,
+                   "--port", str(e.port), "--model-name", e.profile, "--speed", str(self.speed),
+                   "--seed", str(self.seed + k), "--max-num-seqs", str(self.max_num_seqs),
+                   "--gpu-memory-utilization", str(self.gpu_memory_utilization)]
+            self._procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        deadline = time.monotonic() + timeout_s
+        pending = list(zip(self.engines, self._procs, strict=True))
+        with httpx.Client(timeout=1.0) as client:
+            while pending:
+                e, proc = pending[0]
+                if proc.poll() is not None:
+                    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                    self.stop()
+                    raise RuntimeError(f"engine {e.name} exited with {proc.returncode}: {err[-500:]}")
+                try:
+                    if client.get(f"http://127.0.0.1:{e.port}/health").status_code == 200:
+                        pending.pop(0)
+                        continue
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"engine {e.name} did not become healthy in {timeout_s:.0f} s")
+                time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        """Terminate every child and reap it."""
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
+        self._procs.clear()
+
+    def kill(self, name: str) -> None:
+        """Kill one engine abruptly (failover experiments)."""
+        for e, proc in zip(self.engines, self._procs, strict=True):
+            if e.name == name:
+                proc.kill()
+                proc.wait()
+                return
+        raise KeyError(name)
+
+    def backend_configs(self, capacity: int | None = None) -> list[BackendConfig]:
+        """The fleet as gateway backends, priced from each profile.
+
+        ``capacity`` is the gateway's slots per backend (the auction's q_i); default: the
+        engines' ``max_num_seqs``. Fewer slots than the engine runs make buyers compete.
+        """
+        out = []
+        for e in self.engines:
+            p = get_profile(e.profile)
+            out.append(BackendConfig(name=e.name, url=e.url, model=e.profile,
+                                     capacity=capacity or self.max_num_seqs,
+                                     prices=Prices(input=p.price_input, cached_input=p.price_cached_input,
+                                                   output=p.price_output), profile=e.profile))
+        return out
+
+    def __enter__(self) -> EngineFleet:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,231 @@
+"""The accounting ledger: one durable row per routed request, written exactly once.
+
+SQLite in WAL mode. With ``synchronous=NORMAL`` (the default) a committed row survives a crash
+of the gateway process, which is the failure a ledger must ride out, and a commit costs no
+fsync (about 0.1 ms), so the live app commits on its event loop and copies the WAL into the
+database file (the step that does fsync) from a worker thread once a second; ``FULL`` also
+survives an operating-system crash or power loss, at one fsync (several milliseconds on ordinary
+disks) per commit, so those commits run in a worker thread, grouped. Readers
+(``mercato ledger summary``) never block the writer, and the primary key on ``request_id`` plus
+``INSERT ... ON CONFLICT DO NOTHING`` makes a second write of the same request a no-op that
+reports itself. The SQL is the common subset that PostgreSQL also
+speaks, so a PostgreSQL store implements :class:`~mercato.gateway.core.types.AccountingStore` with
+the same statements and another driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from mercato.gateway.core.types import AccountingStore, LedgerRecord
+
+COLUMNS = tuple(f.name for f in fields(LedgerRecord))
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger (
+    request_id TEXT PRIMARY KEY,
+    ts DOUBLE PRECISION NOT NULL,
+    buyer TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cost DOUBLE PRECISION NOT NULL,
+    payment DOUBLE PRECISION NOT NULL,
+    surplus DOUBLE PRECISION NOT NULL,
+    paid INTEGER NOT NULL
+)
+"""
+_INSERT = (f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+           "ON CONFLICT (request_id) DO NOTHING")
+_SUMS = ("COUNT(*), COALESCE(SUM(paid), 0), COALESCE(SUM(prompt_tokens), 0), "
+         "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
+         "COALESCE(SUM(cost), 0), COALESCE(SUM(payment), 0), COALESCE(SUM(surplus), 0)")
+_TOTAL_KEYS = ("requests", "paid_requests", "prompt_tokens", "cached_tokens", "completion_tokens",
+               "cost", "payment", "surplus")
+# Float sums of many small prices can differ in the last bits; balance is checked to this slack.
+BALANCE_TOLERANCE = 1e-9
+SYNCHRONOUS = ("NORMAL", "FULL")  # SQLite durability levels offered (see module doc)
+CHECKPOINT_INTERVAL_S = 1.0
+log = logging.getLogger("mercato.gateway.live.ledger")
+
+
+class SQLiteAccountingStore:
+    """:class:`~mercato.gateway.core.types.AccountingStore` on one SQLite file (WAL, durable commits).
+
+    Safe to share between threads (one writer connection behind a lock, a second one for
+    checkpoints), so durable commits can run in a worker thread without blocking an event loop.
+    """
+
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}")
+        self.path = Path(path)
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(f"PRAGMA synchronous={synchronous}")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.execute(_SCHEMA)
+        self.fsyncs_each_commit = synchronous == "FULL"
+        if not self.fsyncs_each_commit:
+            # Commits stay cheap; the fsyncing WAL copy runs when checkpoint() is called instead.
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoint_lock = threading.Lock()
+
+    def record(self, rec: LedgerRecord) -> bool:
+        """Insert ``rec`` in its own committed transaction; False when its id is already there."""
+        return self.record_many([rec])[0]
+
+    def record_many(self, recs: Sequence[LedgerRecord]) -> list[bool]:
+        """Insert several records in one transaction (one fsync); per record, False if a duplicate."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                inserted = [self._conn.execute(_INSERT, _row(rec)).rowcount == 1 for rec in recs]
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        return inserted
+
+    def summary(self) -> dict[str, Any]:
+        """Totals overall and per backend, and the weak budget balance check sum(payment) >= sum(cost)."""
+        with self._lock:
+            overall = self._conn.execute(f"SELECT {_SUMS} FROM ledger").fetchone()
+            per_backend = self._conn.execute(
+                f"SELECT backend, {_SUMS} FROM ledger GROUP BY backend ORDER BY backend").fetchall()
+        totals = _totals(overall)
+        return {
+            "db": str(self.path),
+            "overall": totals,
+            "backends": {row[0]: _totals(row[1:]) for row in per_backend},
+            "weak_budget_balance": totals["payment"] >= totals["cost"] - BALANCE_TOLERANCE,
+            "hub_balance": totals["payment"] - totals["cost"],
+        }
+
+    def checkpoint(self) -> None:
+        """Copy committed WAL frames into the database file without blocking the writer.
+
+        Meant for a worker thread: it uses its own connection and may fsync.
+        """
+        with self._checkpoint_lock:
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(str(self.path), isolation_level=None,
+                                                     check_same_thread=False)
+                self._checkpointer.execute("PRAGMA busy_timeout=5000")
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def close(self) -> None:
+        """Close the connections (SQLite checkpoints the WAL as the last one closes)."""
+        with self._checkpoint_lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
+        with self._lock:
+            self._conn.close()
+
+
+def _row(rec: LedgerRecord) -> tuple[Any, ...]:
+    # Field by field: dataclasses.astuple deep-copies, which cost more than the insert itself.
+    return tuple(int(v) if isinstance(v, bool) else v for v in (getattr(rec, c) for c in COLUMNS))
+
+
+class GroupCommitter:
+    """Writes records from the event loop, each caller waiting until its own record is committed.
+
+    A store whose commits need no fsync (``fsyncs_each_commit`` False: SQLite ``NORMAL`` in WAL
+    mode) is written right on the loop, about 0.1 ms a record, with no thread hand-off; its
+    ``checkpoint()`` runs in a worker thread at most once per ``checkpoint_interval_s``. Any
+    other store is written from a worker thread with group commit: a durable commit costs one
+    fsync (milliseconds on ordinary disks), so every record that arrives while a commit is
+    running joins the next one, one transaction and one fsync per group.
+    """
+
+    def __init__(self, store: AccountingStore, checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
+        self._write_many: Callable[[Sequence[LedgerRecord]], list[bool]] = getattr(
+            store, "record_many", lambda recs: [store.record(r) for r in recs])
+        self._inline = not getattr(store, "fsyncs_each_commit", True)
+        checkpoint = getattr(store, "checkpoint", None)
+        self._checkpoint: Callable[[], None] | None = checkpoint if self._inline else None
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._last_checkpoint = time.monotonic()
+        self._checkpointing: asyncio.Task[None] | None = None
+        self._pending: list[tuple[LedgerRecord, asyncio.Future[bool]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def record(self, rec: LedgerRecord) -> bool:
+        """Wait until ``rec`` is committed; False when its request id was already recorded."""
+        if self._inline:
+            inserted = self._write_many([rec])[0]
+            self._checkpoint_when_due()
+            return inserted
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((rec, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        return await asyncio.shield(future)  # a caller that goes away does not cancel the commit
+
+    def _checkpoint_when_due(self) -> None:
+        busy = self._checkpointing is not None and not self._checkpointing.done()
+        due = time.monotonic() - self._last_checkpoint >= self._checkpoint_interval_s
+        if self._checkpoint is None or busy or not due:
+            return
+        self._last_checkpoint = time.monotonic()
+        self._checkpointing = asyncio.get_running_loop().create_task(self._run_checkpoint(self._checkpoint))
+
+    @staticmethod
+    async def _run_checkpoint(checkpoint: Callable[[], None]) -> None:
+        try:
+            await asyncio.to_thread(checkpoint)
+        except Exception:  # the rows are committed; a failed copy is retried at the next interval
+            log.exception("ledger checkpoint failed")
+
+    async def aclose(self) -> None:
+        """Wait for a running checkpoint and for queued group commits (before closing the store)."""
+        for task in (self._checkpointing, self._drainer):
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending, []
+            try:
+                results = await asyncio.to_thread(self._write_many, [rec for rec, _ in group])
+            except Exception as err:
+                for _, future in group:
+                    future.set_exception(err)
+                continue
+            for (_, future), ok in zip(group, results, strict=True):
+                future.set_result(ok)
+
+
+def _totals(row: tuple[Any, ...]) -> dict[str, float | int]:
+    totals: dict[str, float | int] = dict(zip(_TOTAL_KEYS, row, strict=True))
+    prompt = totals["prompt_tokens"]
+    totals["kv_hit_rate"] = totals["cached_tokens"] / prompt if prompt else 0.0
+    return totals
+
+
+def open_ledger_summary(path: str | Path) -> dict[str, Any]:
+    """Summary of an existing ledger file; raises FileNotFoundError rather than creating one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no ledger at {path}")
+    store = SQLiteAccountingStore(path)
+    try:
+        return store.summary()
+    finally:
+        store.close()
