@@ -118,13 +118,14 @@ def test_predictors_report_nmae_and_the_one_hot_ablation(tmp_path):
 
 
 def test_one_hot_encoding_makes_every_value_its_own_feature():
-    from mercato.gateway.core.features import NAMES
+    from mercato.gateway.core.features import NAMES, TREE_FEATURES
     from mercato.gateway.sim.cluster import profile_backends
 
     bank = predictors_variants.ReferenceTreeBank(profile_backends(["qwen3-4b"]), onehot=True, defaults=True)
     row = np.arange(len(NAMES), dtype=float) / 7
     encoded = bank.encode(row)
-    assert len(encoded) == len(NAMES) and set(encoded.values()) == {1.0}
+    assert len(encoded) == TREE_FEATURES and set(encoded.values()) == {1.0}
+    assert not any(key.startswith("backend_backlog") for key in encoded)
     assert f"prompt_ktok={row[0]:.3g}" in encoded
     numeric = predictors_variants.ReferenceTreeBank(
         profile_backends(["qwen3-4b"]), onehot=False, defaults=False

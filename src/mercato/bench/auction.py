@@ -53,7 +53,7 @@ def contested_router(n_backends: int, seed: int) -> Router:
     router = Router(specs, AuctionPolicy())
     for j in range(n_backends):
         for _ in range(300):
-            x = rng.random(N_FEATURES) * [2, 2, 1, 15, 1, 50, 50, 8, 8, 4, 1, 1, 1, 1]
+            x = rng.random(N_FEATURES) * [2, 2, 1, 15, 1, 50, 50, 8, 8, 4, 1, 1, 1, 1, 2]
             latency = 0.01 + 0.2 * x[1] + 0.02 * x[7] + rng.exponential(0.01)
             cost = specs[j].price_input * x[1] * 1000 + rng.normal(0, 1)
             tokens = int(rng.integers(5, 60))

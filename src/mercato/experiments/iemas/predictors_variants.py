@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from river import tree
 
-from mercato.gateway.core.features import NAMES
+from mercato.gateway.core.features import NAMES, TREE_FEATURES
 from mercato.gateway.core.predictors import Predictions, PredictorBank, baseline_cost
 from mercato.gateway.core.types import BackendSpec
 
@@ -59,10 +59,11 @@ class ReferenceTreeBank(PredictorBank):
         self._warm = np.zeros(len(specs), dtype=bool)
 
     def encode(self, row: NDArray[np.float64]) -> dict[str, float]:
-        """One feature row as river's dict: numeric, or one indicator per distinct value."""
+        """One feature row as river's dict (the trees' columns): numeric, or one indicator per value."""
+        names, values = NAMES[:TREE_FEATURES], row[:TREE_FEATURES]
         if self.onehot:
-            return {f"{name}={value:.3g}": 1.0 for name, value in zip(NAMES, row, strict=True)}
-        return {name: float(value) for name, value in zip(NAMES, row, strict=True)}
+            return {f"{name}={value:.3g}": 1.0 for name, value in zip(names, values, strict=True)}
+        return {name: float(value) for name, value in zip(names, values, strict=True)}
 
     def learn(
         self,
@@ -73,8 +74,9 @@ class ReferenceTreeBank(PredictorBank):
         cost: float,
         completion_tokens: int,
         correct: bool | None,
+        met_load: tuple[float, float] | None = None,
     ) -> None:
-        """Raw targets, as the reference learned them."""
+        """Raw targets, as the reference learned them (it knew nothing of the load a request met)."""
         sample = self.encode(x)
         if latency_s is not None:
             self.latency_trees[backend].learn_one(sample, float(latency_s))

@@ -24,8 +24,13 @@ NAMES: tuple[str, ...] = (
     "capacity",
     "utilisation",      # backend in-flight / capacity
     *(f"domain_{d}" for d in DOMAINS),
+    "backend_backlog",  # uncached k-tokens of the requests in flight at the backend (prefill queue)
 )
 N_FEATURES = len(NAMES)
+TREE_FEATURES = N_FEATURES - 1  # the trees see every column but the backlog, which feeds the queueing model
+UNCACHED = NAMES.index("uncached_ktok")
+INFLIGHT = NAMES.index("backend_inflight")
+BACKLOG = NAMES.index("backend_backlog")
 _DOMAIN_INDEX: dict[str | None, int] = {d: i for i, d in enumerate(DOMAINS)}
 
 
@@ -38,7 +43,8 @@ def batch_features(prompt_tokens: NDArray[np.float64], turns: NDArray[np.float64
                    max_tokens: NDArray[np.float64], domains: NDArray[np.int64],
                    affinity: NDArray[np.float64], router_inflight: float, router_rate: float,
                    backend_inflight: NDArray[np.float64], backend_rate: NDArray[np.float64],
-                   capacity: NDArray[np.float64]) -> NDArray[np.float64]:
+                   capacity: NDArray[np.float64],
+                   backend_backlog: NDArray[np.float64]) -> NDArray[np.float64]:
     """(N, M, F) features; request quantities have shape (N,), backend ones (M,), affinity (N, M).
 
     ``domains`` holds each request's :func:`domain_index`.
@@ -57,5 +63,6 @@ def batch_features(prompt_tokens: NDArray[np.float64], turns: NDArray[np.float64
     x[:, :, 9] = capacity[None, :]
     x[:, :, 10] = (backend_inflight / np.maximum(capacity, 1.0))[None, :]
     onehot = np.eye(len(DOMAINS) + 1)[domains, :len(DOMAINS)]
-    x[:, :, 11:] = onehot[:, None, :]
+    x[:, :, 11:BACKLOG] = onehot[:, None, :]
+    x[:, :, BACKLOG] = backend_backlog[None, :]
     return x

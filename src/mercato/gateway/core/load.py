@@ -22,6 +22,7 @@ class BackendLoad:
         m = len(capacity)
         self.capacity = np.array(capacity, dtype=np.int64)
         self.inflight = np.zeros(m)
+        self.backlog = np.zeros(m)  # uncached k-tokens of the requests in flight
         self.healthy = np.ones(m, dtype=bool)
         self._arrivals: deque[float] = deque()
         self._dispatches: list[deque[float]] = [deque() for _ in range(m)]
@@ -36,14 +37,16 @@ class BackendLoad:
             while d and d[0] < horizon:
                 d.popleft()
 
-    def dispatched(self, backend: int, now: float) -> None:
-        """A request is now in flight at ``backend``."""
+    def dispatched(self, backend: int, now: float, uncached_ktok: float) -> None:
+        """A request with ``uncached_ktok`` of prompt to prefill is now in flight at ``backend``."""
         self.inflight[backend] += 1
+        self.backlog[backend] += uncached_ktok
         self._dispatches[backend].append(now)
 
-    def released(self, backend: int) -> None:
+    def released(self, backend: int, uncached_ktok: float) -> None:
         """A request left ``backend`` (finished, failed or failed over)."""
         self.inflight[backend] -= 1
+        self.backlog[backend] = max(0.0, self.backlog[backend] - uncached_ktok)
 
     @property
     def router_rate(self) -> float:

@@ -36,6 +36,9 @@ class BatchContext:
     values: NDArray[np.float64]
     costs: NDArray[np.float64]
     rng: np.random.Generator
+    # (N, M, S): value request i loses in the k-th slot a backend fills this round (its own
+    # extra queueing, at its reported latency weight); None when congestion is not priced.
+    slot_penalty: NDArray[np.float64] | None = None
 
     @property
     def welfare(self) -> NDArray[np.float64]:
@@ -58,18 +61,24 @@ class Predictor(Protocol):
         """Latency, cost and quality for an (N, M, F) feature tensor."""
         ...
 
+    def load_slope(self, x: NDArray[np.float64], latency_s: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Extra TTFT (s) per further request in flight, for every pair."""
+        ...
+
 
 class MarketBuilder:
     """Builds each batch's market from the router's prefix ledger, load and predictors."""
 
     def __init__(self, backends: list[BackendSpec], load: BackendLoad, prefix: PrefixLedger,
-                 predictor: Predictor, valuation: ValuationSettings, rng: np.random.Generator) -> None:
+                 predictor: Predictor, valuation: ValuationSettings, rng: np.random.Generator,
+                 congestion: bool = True) -> None:
         self.backends = backends
         self.load = load
         self.prefix = prefix
         self.predictor = predictor
         self.valuation = valuation
         self.rng = rng
+        self.congestion = congestion
         self._models = np.array([b.model for b in backends])
 
     def can_serve(self, request: RouteRequest) -> NDArray[np.bool_]:
@@ -96,6 +105,7 @@ class MarketBuilder:
             backend_inflight=load.inflight.copy(),
             backend_rate=load.backend_rates(),
             capacity=load.capacity.astype(np.float64),
+            backend_backlog=load.backlog.copy(),
         )
         pred = self.predictor.predict(x, domains)
         bids = np.array([r.report.bid for r in batch], dtype=np.float64)
@@ -108,6 +118,13 @@ class MarketBuilder:
             allowed[rows] = self.can_serve(batch[rows[0]])
         deadlines = np.array([r.report.deadline_ms or np.inf for r in batch])
         allowed &= pred.latency_s * 1000.0 <= deadlines[:, None]
-        ctx = BatchContext(batch, self.backends, allowed, load.offered_capacity(n), load.inflight.copy(),
-                           affinity, pred, values, pred.cost, self.rng)
+        capacity = load.offered_capacity(n)
+        penalty = None
+        if self.congestion and n > 1:
+            weight = bids * (1.0 - deltas) * self.valuation.latency_penalty_per_s  # credits per second
+            ranks = np.arange(max(int(capacity.max(initial=0)), 1), dtype=np.float64)
+            slope = self.predictor.load_slope(x, pred.latency_s)
+            penalty = weight[:, None, None] * slope[:, :, None] * ranks[None, None, :]
+        ctx = BatchContext(batch, self.backends, allowed, capacity, load.inflight.copy(),
+                           affinity, pred, values, pred.cost, self.rng, penalty)
         return Market(ctx, x)

@@ -30,7 +30,8 @@ import numpy as np
 from numpy.typing import NDArray
 from river import tree
 
-from mercato.gateway.core.features import DOMAINS
+from mercato.gateway.core.features import BACKLOG, DOMAINS, INFLIGHT, TREE_FEATURES, UNCACHED
+from mercato.gateway.core.latency import QueueingLatencyModel, latency_terms
 from mercato.gateway.core.types import BackendSpec
 
 _MIN_LATENCY_S = 1e-3
@@ -44,6 +45,9 @@ _RLS_FORGET = 0.99
 _RLS_TRACE_CAP = 1e6
 _RESIDUAL_WARMUP = 30
 _OUTPUT_EWMA = 0.1
+
+
+LATENCY_MODELS = ("queueing", "log_linear_tree")
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,14 @@ class PredictorSettings:
     max_depth: int = 10
     split_confidence: float = 1e-3  # river's delta; its 1e-7 default needs thousands of samples
     default_output_tokens: float = 32.0
+    # "queueing": the non-negative physical model of :mod:`mercato.gateway.core.latency`;
+    # "log_linear_tree": log-TTFT recursive least squares plus a residual tree (before issue 13).
+    latency_model: str = "log_linear_tree"
+
+    def __post_init__(self) -> None:
+        if self.latency_model not in LATENCY_MODELS:
+            raise ValueError(f"latency_model must be one of {', '.join(LATENCY_MODELS)}, "
+                             f"got {self.latency_model!r}")
 
 
 @dataclass
@@ -173,16 +185,25 @@ class BackendPredictor:
         self.quality_tree = tree.HoeffdingTreeClassifier(leaf_prediction="mc", **params)
         self.theta = _LATENCY_PRIOR.copy()
         self.cov = np.eye(len(_LATENCY_PRIOR))
+        self.queueing = QueueingLatencyModel() if settings.latency_model == "queueing" else None
         self.output_tokens = np.full(len(DOMAINS) + 1, settings.default_output_tokens)
         self.prices = np.array([[spec.price_input, spec.price_cached_input, spec.price_output]])
         self.observations = 0
 
     def learn(self, x: NDArray[np.float64], domain_index: int, latency_s: float | None,
-              cost: float, completion_tokens: int, correct: bool | None) -> None:
-        """Update from one finished request's feature row ``x`` (F,) and what was observed."""
+              cost: float, completion_tokens: int, correct: bool | None,
+              met_load: tuple[float, float] | None = None) -> None:
+        """Update from one finished request's feature row ``x`` (F,) and what was observed.
+
+        ``met_load`` is the (in flight, backlog) the request met when it was sent, which can
+        exceed the row's (batch-mates sent before it); the queueing model learns from it.
+        """
         self.observations += 1
-        sample = {k: float(v) for k, v in enumerate(x)}
-        if latency_s is not None:
+        sample = {k: float(v) for k, v in enumerate(x[:TREE_FEATURES])}
+        if latency_s is not None and self.queueing is not None:
+            inflight, backlog = met_load or (float(x[INFLIGHT]), float(x[BACKLOG]))
+            self.queueing.learn(float(x[UNCACHED]), backlog, inflight, latency_s)
+        elif latency_s is not None:
             target = math.log(max(latency_s, _MIN_LATENCY_S))
             z = np.r_[1.0, x[_LATENCY_COLUMNS]]
             if self.observations > _RESIDUAL_WARMUP:
@@ -218,14 +239,19 @@ class PredictorBank:
         self._forests: tuple[Forest, Forest, Forest] | None = None
         # Stacked per-backend parameters, kept current by learn() so predict() need not rebuild them.
         self._theta = np.stack([b.theta for b in self.backends])  # (M, 4)
+        self._queueing = self.settings.latency_model == "queueing"
+        self._rates = np.stack([b.queueing.theta if b.queueing else b.theta for b in self.backends])
         self._output_tokens = np.stack([b.output_tokens for b in self.backends])  # (M, domains + 1)
 
     def learn(self, backend: int, x: NDArray[np.float64], domain_index: int, latency_s: float | None,
-              cost: float, completion_tokens: int, correct: bool | None) -> None:
-        """Feed one observation to backend ``backend``'s predictors."""
+              cost: float, completion_tokens: int, correct: bool | None,
+              met_load: tuple[float, float] | None = None) -> None:
+        """Feed one observation to backend ``backend``'s predictors (``met_load``: see BackendPredictor)."""
         predictor = self.backends[backend]
-        predictor.learn(x, domain_index, latency_s, cost, completion_tokens, correct)
+        predictor.learn(x, domain_index, latency_s, cost, completion_tokens, correct, met_load)
         self._theta[backend] = predictor.theta
+        if predictor.queueing is not None:
+            self._rates[backend] = predictor.queueing.theta
         self._output_tokens[backend] = predictor.output_tokens
         self._compiled[backend] = None
         self._forests = None
@@ -242,13 +268,30 @@ class PredictorBank:
         assert self._forests is not None
         return self._forests
 
+    def load_slope(self, x: NDArray[np.float64], latency_s: NDArray[np.float64]) -> NDArray[np.float64]:
+        """(N, M) predicted extra TTFT (s) per further request in flight at each pair's backend.
+
+        The queueing model's ``b * u + q``: a further request queues behind a prefill like this
+        pair's own (``u``, its uncached k-tokens) and decodes beside it; for the log-linear
+        model the derivative of ``exp(linear)`` in the in-flight and utilisation columns,
+        floored at 0 (it can learn a negative load effect, which would invite piling up).
+        """
+        if self._queueing:
+            return self._rates[None, :, 2] * x[:, :, UNCACHED] + self._rates[None, :, 3]
+        per_request = self._theta[None, :, 2] + self._theta[None, :, 3] / np.maximum(x[:, :, 9], 1.0)
+        return np.maximum(latency_s * per_request, 0.0)
+
     def predict(self, x: NDArray[np.float64], domain_index: NDArray[np.int64]) -> Predictions:
         """Estimates for every pair of ``x`` (N, M, F); ``domain_index`` (N,) picks output priors."""
         latency_f, cost_f, quality_f = self._forest_set()
-        theta = self._theta
-        linear = theta[None, :, 0] + sum(x[:, :, c] * theta[:, k + 1] for k, c in enumerate(_LATENCY_COLUMNS))
-        leaves = latency_f.leaves(x)
-        latency = np.exp(linear + latency_f.value[leaves])
+        if self._queueing:
+            terms = latency_terms(x[:, :, UNCACHED], x[:, :, BACKLOG], x[:, :, INFLIGHT])
+            latency = np.maximum(np.einsum("nmk,mk->nm", terms, self._rates), _MIN_LATENCY_S)
+        else:
+            theta = self._theta
+            linear = theta[None, :, 0] + sum(x[:, :, c] * theta[:, k + 1]
+                                             for k, c in enumerate(_LATENCY_COLUMNS))
+            latency = np.exp(linear + latency_f.value[latency_f.leaves(x)])
         out_tokens = self._output_tokens[:, domain_index].T  # (N, M)
         cost = np.maximum(baseline_cost(self.prices, x, out_tokens) + cost_f.value[cost_f.leaves(x)], 0.0)
         quality = quality_f.value[quality_f.leaves(x)]

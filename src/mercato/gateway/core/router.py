@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mercato.engine.chat import END, GENERATION_PROMPT
-from mercato.gateway.core.features import domain_index
+from mercato.gateway.core.features import UNCACHED, domain_index
 from mercato.gateway.core.load import BackendLoad
 from mercato.gateway.core.market import Market, MarketBuilder
 from mercato.gateway.core.policies import Policy, make_policy
@@ -41,6 +41,7 @@ class RouterSettings:
     predictor: PredictorSettings = field(default_factory=PredictorSettings)
     max_sessions_per_backend: int = 50_000
     seed: int = 0
+    congestion: bool = False  # price each round's own queueing in the auction (slot penalties)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class _Pending:
     batch: _BatchEstimates
     row: int
     started: set[int] = field(default_factory=set)
+    met_load: dict[int, tuple[float, float]] = field(default_factory=dict)  # (in flight, backlog) met
 
 
 @dataclass
@@ -112,7 +114,8 @@ class Router:
         self.quality = QualityTracker()
         self.load = BackendLoad([b.capacity for b in backends])
         self._markets = MarketBuilder(self.backends, self.load, self.ledger, self.predictors,
-                                      self.settings.valuation, np.random.default_rng(self.settings.seed))
+                                      self.settings.valuation, np.random.default_rng(self.settings.seed),
+                                      self.settings.congestion)
         self._pending: dict[str, _Pending] = {}
         self.totals = RouterTotals()
 
@@ -149,6 +152,10 @@ class Router:
             decisions.append(Decision(req, [names[j] for j in order[:k]], paid, pay, ext, lat, c, q, w))
         return decisions
 
+    @staticmethod
+    def _uncached(pending: _Pending, backend: int) -> float:
+        return float(pending.batch.features[pending.row, backend, UNCACHED])
+
     @property
     def pending(self) -> int:
         """Requests routed and not yet finished."""
@@ -184,7 +191,8 @@ class Router:
         pending = self._pending.get(decision.request.request_id)
         if pending is not None and j not in pending.started:
             pending.started.add(j)
-            self.load.dispatched(j, now)
+            pending.met_load[j] = (float(self.load.inflight[j]), float(self.load.backlog[j]))
+            self.load.dispatched(j, now, self._uncached(pending, j))
 
     def release(self, decision: Decision, backend: str) -> None:
         """``backend`` gave up on the request (failover): it no longer counts as in flight there."""
@@ -192,7 +200,7 @@ class Router:
         pending = self._pending.get(decision.request.request_id)
         if pending is not None and j in pending.started:
             pending.started.discard(j)
-            self.load.released(j)
+            self.load.released(j, self._uncached(pending, j))
 
     def finish(self, decision: Decision, obs: Observation, now: float) -> LedgerRecord | None:
         """Learn from what happened and write the accounting record (None when it failed)."""
@@ -202,7 +210,7 @@ class Router:
             raise ValueError(f"request {req.request_id!r} is not pending (finished twice?)")
         est, i = pending.batch, pending.row
         for j in pending.started:
-            self.load.released(j)
+            self.load.released(j, self._uncached(pending, j))
         if not obs.ok:
             self.totals.failed += 1
             return None
@@ -217,6 +225,7 @@ class Router:
             cost,
             obs.completion_tokens,
             obs.correct,
+            met_load=pending.met_load.get(j),
         )
         self.quality.add(
             est.latency[i, j], obs.ttft_s, est.cost[i, j], cost, est.quality[i, j], obs.correct

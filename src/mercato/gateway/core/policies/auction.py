@@ -8,6 +8,7 @@ from numpy.typing import NDArray
 from mercato.gateway.core.market import BatchContext
 from mercato.gateway.core.policies.base import Allocation, Stateless, greedy_fill
 from mercato.mechanisms import run_vcg_auction
+from mercato.mechanisms.congestion import run_congestion_auction
 
 
 class AuctionPolicy(Stateless):
@@ -42,7 +43,11 @@ class AuctionPolicy(Stateless):
         """
         values = np.where(ctx.allowed, ctx.values, np.nan)
         warm = self._prices if self._prices is not None and self._prices.shape == values.shape[1:] else None
-        outcome = run_vcg_auction(values, ctx.costs, ctx.capacity, warm_prices=warm)
+        if ctx.slot_penalty is not None:
+            outcome = run_congestion_auction(values, ctx.costs, ctx.slot_penalty, ctx.capacity)
+            warm = None
+        else:
+            outcome = run_vcg_auction(values, ctx.costs, ctx.capacity, warm_prices=warm)
         a = self.price_smoothing
         self._prices = outcome.slot_prices if warm is None else (1 - a) * warm + a * outcome.slot_prices
         assignment = outcome.assignment.copy()
