@@ -32,6 +32,8 @@ def engine_serve(
     speed: Annotated[float, typer.Option(
         help="Simulated seconds per wall second; 0 = no delays at all (for gateway overhead runs).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the answer draws.")] = 0,
+    instance: Annotated[str | None, typer.Option(
+        help="Name sent as every response's system_fingerprint (tells clients which engine served).")] = None,
 ) -> None:
     """Serve one simulated vLLM instance with an OpenAI-compatible API on HTTP."""
     import uvicorn
@@ -44,7 +46,7 @@ def engine_serve(
         model = get_profile(profile)
         core = EngineCore(model, max_num_seqs=max_num_seqs, gpu_memory_utilization=gpu_memory_utilization,
                           seed=seed)
-        app = create_app(core, model_name or profile, speed=speed)
+        app = create_app(core, model_name or profile, speed=speed, instance=instance)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     stderr.print(f"simulated {model.hf_model} on {model.gpu.name}: {core.pool.num_blocks * 16:,} KV tokens, "

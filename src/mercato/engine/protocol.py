@@ -37,6 +37,10 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+METADATA_DOMAIN = "mercato_domain"
+METADATA_GOLD = "mercato_gold_answer"
+
+
 class MercatoExtension(BaseModel):
     """The ``"mercato"`` body extension; the engine reads the workload domain and gold answer."""
 
@@ -57,6 +61,23 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     n: int = 1
     mercato: MercatoExtension | None = None
+    # OpenAI's standard ``metadata`` map: routers that drop unknown fields still forward it, so a
+    # load generator can name the workload's domain and gold answer through any router.
+    metadata: dict[str, str] | None = None
+
+    @property
+    def domain(self) -> str:
+        """The workload domain: the ``mercato`` extension's, else ``metadata["mercato_domain"]``."""
+        if self.mercato is not None:
+            return self.mercato.domain
+        return (self.metadata or {}).get(METADATA_DOMAIN, "default")
+
+    @property
+    def gold_answer(self) -> str | None:
+        """The reference answer: the ``mercato`` extension's, else ``metadata["mercato_gold_answer"]``."""
+        if self.mercato is not None and self.mercato.gold_answer is not None:
+            return self.mercato.gold_answer
+        return (self.metadata or {}).get(METADATA_GOLD)
 
     @property
     def token_limit(self) -> int | None:
@@ -93,29 +114,34 @@ def usage(result: EngineResult) -> dict[str, Any]:
     }
 
 
-def _envelope(kind: str, response_id: str, model: str, created: int) -> dict[str, Any]:
-    """The fields every completion object and chunk starts with."""
-    return {"id": response_id, "object": kind, "created": created, "model": model}
+def _envelope(kind: str, response_id: str, model: str, created: int,
+              fingerprint: str | None) -> dict[str, Any]:
+    """The fields every completion object and chunk starts with; ``fingerprint`` names the instance."""
+    return {"id": response_id, "object": kind, "created": created, "model": model,
+            "system_fingerprint": fingerprint}
 
 
-def completion_body(result: EngineResult, response_id: str, model: str, created: int) -> dict[str, Any]:
+def completion_body(result: EngineResult, response_id: str, model: str, created: int,
+                    fingerprint: str | None = None) -> dict[str, Any]:
     """A non-streaming ``chat.completion`` object."""
     choice = {"index": 0, "message": {"role": "assistant", "content": result.text}, "logprobs": None,
               "finish_reason": result.finish_reason}
-    return {**_envelope("chat.completion", response_id, model, created), "choices": [choice],
+    return {**_envelope("chat.completion", response_id, model, created, fingerprint), "choices": [choice],
             "usage": usage(result)}
 
 
 def chunk_body(response_id: str, model: str, created: int, delta: dict[str, Any],
-               finish_reason: str | None = None) -> dict[str, Any]:
+               finish_reason: str | None = None, fingerprint: str | None = None) -> dict[str, Any]:
     """One ``chat.completion.chunk`` with a single choice."""
     choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-    return {**_envelope("chat.completion.chunk", response_id, model, created), "choices": [choice]}
+    envelope = _envelope("chat.completion.chunk", response_id, model, created, fingerprint)
+    return {**envelope, "choices": [choice]}
 
 
-def usage_chunk_body(result: EngineResult, response_id: str, model: str, created: int) -> dict[str, Any]:
+def usage_chunk_body(result: EngineResult, response_id: str, model: str, created: int,
+                     fingerprint: str | None = None) -> dict[str, Any]:
     """The final chunk sent with ``stream_options.include_usage``: no choices, only usage."""
-    return {**_envelope("chat.completion.chunk", response_id, model, created), "choices": [],
+    return {**_envelope("chat.completion.chunk", response_id, model, created, fingerprint), "choices": [],
             "usage": usage(result)}
 
 

@@ -19,6 +19,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -42,8 +44,12 @@ MIN_STREAM_INTERVAL_S = 0.005  # wall seconds between content chunks, at least
 TOKENS_PER_CHUNK = 4  # a streamed content chunk covers about this many decode steps
 
 
-def create_app(core: EngineCore, model_name: str, speed: float = 1.0) -> FastAPI:
-    """A FastAPI app serving ``core`` as model ``model_name``; ``speed`` scales simulated time."""
+def create_app(core: EngineCore, model_name: str, speed: float = 1.0, instance: str | None = None) -> FastAPI:
+    """A FastAPI app serving ``core`` as model ``model_name``; ``speed`` scales simulated time.
+
+    ``instance`` is sent as every response's ``system_fingerprint``, so a client behind any router
+    knows which engine served it (and can price it from that engine's list prices).
+    """
     engine = RealtimeEngine(core, speed)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(EngineCollector(core, model_name))
@@ -92,9 +98,10 @@ def create_app(core: EngineCore, model_name: str, speed: float = 1.0) -> FastAPI
         now = int(time.time())
         if not body.stream:
             result = await ticket.done
-            return JSONResponse(completion_body(result, response_id, model_name, now))
+            return JSONResponse(completion_body(result, response_id, model_name, now, instance))
         include_usage = body.stream_options is not None and body.stream_options.include_usage
-        events = _stream(engine, ticket, response_id, model_name, now, include_usage, interval)
+        events = _stream(engine, ticket, _Envelope(response_id, model_name, now, instance), include_usage,
+                         interval)
         return StreamingResponse(events, media_type="text/event-stream")
 
     return app
@@ -106,35 +113,49 @@ def _engine_request(body: ChatCompletionRequest, request_id: str, client_id: str
         prompt = render_chat(body.messages)
     except ValueError as exc:
         raise ApiError(str(exc)) from None
-    extension = body.mercato
     return EngineRequest(
         request_id=request_id,
         prompt=prompt,
         max_tokens=body.token_limit,
-        domain=extension.domain if extension else "default",
-        gold_answer=extension.gold_answer if extension else None,
+        domain=body.domain,
+        gold_answer=body.gold_answer,
         sample_key=client_id or hashlib.blake2b(prompt.encode(), digest_size=16).hexdigest(),
     )
 
 
-async def _stream(engine: RealtimeEngine, ticket: Ticket, response_id: str, model: str, created: int,
-                  include_usage: bool, interval: float) -> AsyncIterator[str]:
+@dataclass(frozen=True)
+class _Envelope:
+    """What every chunk of one response repeats."""
+
+    response_id: str
+    model: str
+    created: int
+    instance: str | None
+
+    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> str:
+        """One content chunk as an SSE event."""
+        body = chunk_body(self.response_id, self.model, self.created, delta, finish_reason, self.instance)
+        return sse(body)
+
+
+async def _stream(engine: RealtimeEngine, ticket: Ticket, env: _Envelope, include_usage: bool,
+                  interval: float) -> AsyncIterator[str]:
     """Server-sent events for one request, paced by the simulated first token and decode."""
     await ticket.first_token
-    yield sse(chunk_body(response_id, model, created, {"role": "assistant", "content": ""}))
+    yield env.chunk({"role": "assistant", "content": ""})
     sent = 0
     while not ticket.done.done():
         text = engine.partial_text(ticket.request_id)
         if len(text) > sent:
-            yield sse(chunk_body(response_id, model, created, {"content": text[sent:]}))
+            yield env.chunk({"content": text[sent:]})
             sent = len(text)
         await asyncio.wait({ticket.done}, timeout=interval)
     result = ticket.done.result()
     if len(result.text) > sent:
-        yield sse(chunk_body(response_id, model, created, {"content": result.text[sent:]}))
-    yield sse(chunk_body(response_id, model, created, {}, result.finish_reason))
+        yield env.chunk({"content": result.text[sent:]})
+    yield env.chunk({}, result.finish_reason)
     if include_usage:
-        yield sse(usage_chunk_body(result, response_id, model, created))
+        yield sse(usage_chunk_body(result, env.response_id, env.model, env.created, env.instance))
     yield sse("[DONE]")
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import openai
 from openai import AsyncOpenAI
 
+from mercato.engine.protocol import METADATA_DOMAIN, METADATA_GOLD
 from mercato.workloads.dialogue import Dialogue, dialogue_messages
 from mercato.workloads.evaluate import is_correct, last_line, rouge_l_f1
 
@@ -48,6 +49,7 @@ class RequestRecord:
     prompt_tokens: int | None
     cached_tokens: int | None  # None when the server does not report prompt_tokens_details
     completion_tokens: int | None
+    served_by: str | None  # the engine's system_fingerprint, when it sends one
     answer: str
     gold: str
     rouge_l: float | None
@@ -159,11 +161,16 @@ class _Session:
         gold = dialogue.turns[turn - 1].answer
         headers = dict(zip(TRACING_HEADERS, (self.run_id, dialogue.dialogue_id, str(turn), dialogue.source),
                            strict=True))
-        body = {"mercato": {**self.extension, "domain": dialogue.domain, "gold_answer": gold}}
+        # The domain and gold answer ride twice: in mercato's own extension (read by the gateway and
+        # the simulated engine) and in OpenAI's standard ``metadata``, which routers that drop
+        # unknown fields still forward, so answers are scored alike through any router.
+        body = {"mercato": {**self.extension, "domain": dialogue.domain, "gold_answer": gold},
+                "metadata": {METADATA_DOMAIN: dialogue.domain, METADATA_GOLD: gold}}
         sent = time.perf_counter()
         first: float | None = None
         parts: list[str] = []
         usage: Any = None
+        served_by: str | None = None
         error: str | None = None
         try:
             stream = await self.client.chat.completions.create(
@@ -171,6 +178,7 @@ class _Session:
                 max_tokens=self.max_tokens, temperature=0.0, stream=True,
                 stream_options={"include_usage": True}, extra_headers=headers, extra_body=body)
             async for chunk in stream:
+                served_by = chunk.system_fingerprint or served_by
                 if chunk.choices and chunk.choices[0].delta.content:
                     if first is None:
                         first = time.perf_counter()
@@ -189,7 +197,7 @@ class _Session:
             ttft_ms=None if first is None else 1e3 * (first - sent), latency_ms=1e3 * (done - sent),
             prompt_tokens=getattr(usage, "prompt_tokens", None),
             cached_tokens=getattr(details, "cached_tokens", None),
-            completion_tokens=getattr(usage, "completion_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None), served_by=served_by,
             answer=answer, gold=gold,
             rouge_l=rouge_l_f1(last_line(answer), gold) if scored else None,
             correct=is_correct(answer, gold) if scored else None, error=error)

@@ -46,19 +46,25 @@ class EngineFleet:
     """Start simulated engine servers for ``profiles`` (one per entry); use as a context manager."""
 
     def __init__(self, profiles: Sequence[str], *, speed: float = 1.0, seed: int = 0,
-                 max_num_seqs: int = 12, gpu_memory_utilization: float = 0.6) -> None:
+                 max_num_seqs: int = 12, gpu_memory_utilization: float = 0.6,
+                 served_name: str | None = None) -> None:
+        """``served_name``: one model name served by every engine (routers that balance one model
+        across workers need it); by default each engine serves its profile's name. Every engine
+        names itself (``<profile>-<k>``) in its responses' ``system_fingerprint``."""
         for p in profiles:
             get_profile(p)  # fail early, naming the unknown profile
         self.engines = [EngineSpec(f"{p}-{k}", p, free_port()) for k, p in enumerate(profiles)]
         self.speed, self.seed = speed, seed
         self.max_num_seqs, self.gpu_memory_utilization = max_num_seqs, gpu_memory_utilization
+        self.served_name = served_name
         self._procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, timeout_s: float = 60.0) -> EngineFleet:
         """Spawn every server and wait until all report healthy."""
         for k, e in enumerate(self.engines):
             cmd = [sys.executable, "-m", "mercato", "engine", "serve", "--profile", e.profile,
-                   "--port", str(e.port), "--model-name", e.profile, "--speed", str(self.speed),
+                   "--port", str(e.port), "--model-name", self.served_name or e.profile,
+                   "--instance", e.name, "--speed", str(self.speed),
                    "--seed", str(self.seed + k), "--max-num-seqs", str(self.max_num_seqs),
                    "--gpu-memory-utilization", str(self.gpu_memory_utilization)]
             self._procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
@@ -116,10 +122,18 @@ class EngineFleet:
         out = []
         for e in self.engines:
             p = get_profile(e.profile)
-            out.append(BackendConfig(name=e.name, url=e.url, model=e.profile,
+            out.append(BackendConfig(name=e.name, url=e.url, model=self.served_name or e.profile,
                                      capacity=capacity or self.max_num_seqs,
                                      prices=Prices(input=p.price_input, cached_input=p.price_cached_input,
                                                    output=p.price_output), profile=e.profile))
+        return out
+
+    def price_list(self) -> dict[str, tuple[float, float, float]]:
+        """Per engine name: (input, cached input, output) credits per token, to price any router's traffic."""
+        out = {}
+        for e in self.engines:
+            p = get_profile(e.profile)
+            out[e.name] = (p.price_input, p.price_cached_input, p.price_output)
         return out
 
     def __enter__(self) -> EngineFleet:
