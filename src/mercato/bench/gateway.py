@@ -40,7 +40,7 @@ import yaml
 from mercato.bench.timing import median_ms
 from mercato.gateway.core.types import LedgerRecord
 from mercato.gateway.live.config import BackendConfig
-from mercato.gateway.live.fleet import EngineFleet, free_port
+from mercato.gateway.live.fleet import EngineFleet, free_port, stop_process
 from mercato.gateway.live.ledger import SQLiteAccountingStore
 
 RATES: tuple[int, ...] = (100, 250, 500, 1000, 1500, 2000)
@@ -93,12 +93,7 @@ def _child(args: list[str], health_url: str, log: Path) -> Iterator[subprocess.P
             time.sleep(0.1)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout_s=15)
 
 
 def _gateway_config(engine: BackendConfig, port: int, workdir: Path) -> Path:

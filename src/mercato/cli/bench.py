@@ -1,4 +1,4 @@
-"""`mercato bench star | economy | gateway | engine | mechanisms | auction`.
+"""`mercato bench star | economy | gateway | engine | mechanisms | auction | routing`.
 
 Each times mercato against a baseline measured in the same run; the benchmarks themselves live in
 :mod:`mercato.bench` and are imported inside the commands so that `mercato --help` stays fast.
@@ -7,6 +7,7 @@ Each times mercato against a baseline measured in the same run; the benchmarks t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -202,3 +203,46 @@ def _print_targets(report: dict[str, Any]) -> None:
     """The closing `targets: name: yes, other: NO` line of the star, economy, gateway, mechanisms benches."""
     met = report["targets_met"]
     typer.echo("targets: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in met.items()))
+
+
+@bench_app.command("routing")
+def bench_routing(
+    json_out: JsonFlag = False,
+    seed: SeedOption = 0,
+    peers: Annotated[bool, typer.Option(
+        "--peers/--no-peers", help="Include sglang-router when the peers group is installed.")] = True,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="One fleet, one workload, burst arrivals, fewer dialogues: a smoke run.")] = False,
+    out: Annotated[Path, typer.Option(help="Folder for CSV, JSON, PNG and markdown.")] = Path(
+        "results/bench/routing"),
+) -> None:
+    """mercato's auction against the real sglang-router (and its own rules) on the same live work."""
+    from mercato.bench import routing, routing_ablation, routing_report
+
+    try:
+        settings = (routing.RoutingSettings(fleets=("four",), workloads=("coqa",), arrivals=("burst",),
+                                            dialogues=12, turns=4, concurrency=6, seed=seed, peers=peers)
+                    if quick else routing.RoutingSettings(seed=seed, peers=peers))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    cells = len(settings.fleets) * len(settings.workloads) * len(settings.arrivals) * len(settings.routers())
+    with progress() as bar:
+        task = bar.add_task("bench routing", total=cells)
+        report = routing.run(settings, out, on_cell=lambda _: bar.advance(task))
+        ablate = bar.add_task("ablation", total=len(settings.fleets) * len(settings.workloads)
+                              * len(routing_ablation.VARIANTS))
+        ablation = routing_ablation.run(settings, on_row=lambda _: bar.advance(ablate))
+    paths = routing_report.write(report, ablation, out)
+    if json_out:
+        typer.echo(json.dumps({**report, "ablation": ablation}, indent=2, default=float))
+        return
+    print_table("bench routing: one fresh fleet per router, same seeded work", report["rows"],
+                ["fleet", "workload", "arrival", "router", "kv_hit", "ttft_p50_ms", "ttft_p95_ms",
+                 "mean_cost", "accuracy", "welfare", "errors"])
+    print_table("ablation on the virtual clock (TTFT at the engine)", ablation,
+                ["fleet", "workload", "variant", "kv_hit", "ttft_p50_ms", "ttft_p95_ms", "mean_cost",
+                 "welfare"])
+    print_table("targets: auction vs the cache-aware peer", report["targets"],
+                ["fleet", "workload", "arrival", "peer", "kv_hit", "ttft_p50", "ttft_p95", "cost", "all"])
+    stderr.print("wrote " + ", ".join(str(p) for p in paths))
+    _print_targets(report)

@@ -21,6 +21,19 @@ from mercato.engine import get_profile
 from mercato.gateway.live.config import BackendConfig, Prices
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """Terminate a child, kill it if it outlives ``timeout_s``, reap it and close its stderr pipe."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()
+
+
 def free_port() -> int:
     """A currently unused loopback TCP port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -91,17 +104,11 @@ class EngineFleet:
 
     def stop(self) -> None:
         """Terminate every child and reap it."""
-        for proc in self._procs:
+        for proc in self._procs:  # all at once, then reap each
             if proc.poll() is None:
                 proc.terminate()
         for proc in self._procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stderr is not None:
-                proc.stderr.close()
+            stop_process(proc)
         self._procs.clear()
 
     def kill(self, name: str) -> None:

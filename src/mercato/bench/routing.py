@@ -1,0 +1,182 @@
+"""`mercato bench routing`: mercato's routers against the real sglang-router, on the same live work.
+
+Every cell is one workload on one fleet with one arrival pattern. Each router gets a fresh fleet
+of simulated engines (same profiles, same seeds, one served model name), the same seeded
+dialogues, and the same load generator; the bench starts and stops the router itself. Metrics
+come from what the client saw and what the engines reported, computed alike for every router:
+
+- KV hit: mean of cached / prompt tokens per request (the engines' usage);
+- TTFT p50 / p95: from just before the request is sent to the first content chunk;
+- mean cost: IEMAS Eq. 6 at the serving engine's list prices (each engine names itself in
+  ``system_fingerprint``), so any router's traffic is priced the same way;
+- accuracy: replies scored against the gold answers (the engines read them from OpenAI's
+  standard ``metadata``, which every router forwards);
+- welfare: the buyers' realised value (bid 1, delta 0.5, mercato's valuation scales) minus cost.
+
+Targets (per cell, the auction against sglang-router's cache_aware, or mercato's own
+cache_aware when the peer is not installed): KV hit >= the peer's - 0.005, TTFT p50 and p95 <=
+the peer's, mean cost <= 0.8 x the peer's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mercato.bench.peers import SGLANG_POLICIES, mercato_router, sglang_available, sglang_router
+from mercato.experiments.demo import FLEET as DEMO_FLEET
+from mercato.gateway.core.valuation import ValuationSettings, realised_value
+from mercato.gateway.live.fleet import EngineFleet
+from mercato.workloads import Dialogue, synthetic_dialogues
+from mercato.workloads.loadgen import RequestRecord, run_load, summarize
+from mercato.workloads.synthetic import MAX_HOTPOTQA_TURNS
+
+FLEETS: dict[str, tuple[str, ...]] = {
+    "four": ("qwen3-4b", "qwen3-4b", "qwen3-8b", "llama3-8b"),
+    "demo": DEMO_FLEET,
+}
+WORKLOADS: tuple[str, ...] = ("coqa", "quac", "hotpotqa")
+ARRIVALS: tuple[str, ...] = ("burst", "poisson")
+MERCATO_POLICIES: tuple[str, ...] = ("auction", "cache_aware", "round_robin")
+SERVED_NAME = "fleet"
+KV_SLACK = 0.005
+COST_RATIO = 0.8
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    """Sizes of one bench run; the defaults are the issue's setting (32 dialogues, 16 at a time)."""
+
+    fleets: tuple[str, ...] = tuple(FLEETS)
+    workloads: tuple[str, ...] = WORKLOADS
+    arrivals: tuple[str, ...] = ARRIVALS
+    dialogues: int = 32
+    turns: int = 6
+    concurrency: int = 16
+    poisson_rate: float = 4.0  # dialogues per second
+    max_num_seqs: int = 8
+    max_tokens: int = 64
+    speed: float = 1.0
+    seed: int = 0
+    peers: bool = True
+
+    def __post_init__(self) -> None:
+        for name, chosen, known in (("fleet", self.fleets, FLEETS), ("workload", self.workloads, WORKLOADS),
+                                    ("arrival", self.arrivals, ARRIVALS)):
+            unknown = [c for c in chosen if c not in known]
+            if unknown or not chosen:
+                raise ValueError(f"unknown or no {name} {unknown}; choose from {', '.join(known)}")
+        if min(self.dialogues, self.turns, self.concurrency, self.max_num_seqs, self.max_tokens) < 1:
+            raise ValueError("dialogues, turns, concurrency, max_num_seqs and max_tokens must be >= 1")
+        if self.speed <= 0 or self.poisson_rate <= 0:
+            raise ValueError("speed and poisson_rate must be > 0")
+
+    def routers(self) -> list[str]:
+        """Router labels in report order: ``mercato:<policy>`` then ``sglang:<policy>``."""
+        peers = [f"sglang:{p}" for p in SGLANG_POLICIES] if self.peers and sglang_available() else []
+        return [f"mercato:{p}" for p in MERCATO_POLICIES] + peers
+
+
+def workload_dialogues(workload: str, settings: RoutingSettings) -> list[Dialogue]:
+    """The cell's seeded dialogues (HotpotQA dialogues have at most five turns)."""
+    turns = min(settings.turns, MAX_HOTPOTQA_TURNS) if workload == "hotpotqa" else settings.turns
+    return synthetic_dialogues(workload, settings.dialogues, seed=settings.seed, turns=turns)
+
+
+def cell_metrics(records: Sequence[RequestRecord], prices: dict[str, tuple[float, float, float]],
+                 valuation: ValuationSettings | None = None) -> dict[str, Any]:
+    """The bench's metrics of one router's records, priced at the serving engines' list prices."""
+    valuation = valuation or ValuationSettings()
+    load = summarize(records)
+    costs, welfare = [], 0.0
+    for r in records:
+        if r.error is not None or r.served_by not in prices or r.prompt_tokens is None:
+            continue
+        p_in, p_cached, p_out = prices[r.served_by]
+        cached = r.cached_tokens or 0
+        cost = p_in * (r.prompt_tokens - cached) + p_cached * cached + p_out * (r.completion_tokens or 0)
+        costs.append(cost)
+        welfare += realised_value(1.0, 0.5, r.correct, (r.ttft_ms or 0.0) / 1e3, valuation, 0.5) - cost
+    return {"requests": load["requests"], "errors": load["errors"], "kv_hit": load["kv_hit_rate"],
+            "ttft_p50_ms": load["ttft_p50_ms"], "ttft_p95_ms": load["ttft_p95_ms"],
+            "mean_cost": float(np.mean(costs)) if costs else None, "accuracy": load["accuracy"],
+            "welfare": welfare, "priced": len(costs)}
+
+
+@contextlib.contextmanager
+def _router(label: str, fleet: EngineFleet, ledger: Path, seed: int) -> Iterator[str]:
+    kind, policy = label.split(":")
+    if kind == "mercato":
+        with mercato_router(fleet, policy, ledger, seed) as url:
+            yield url
+    else:
+        with sglang_router(fleet, policy) as url:
+            yield url
+
+
+def run_cell(settings: RoutingSettings, fleet_name: str, workload: str, arrival: str, router: str,
+             workdir: Path) -> dict[str, Any]:
+    """One router on a fresh fleet: the cell's metrics."""
+    dialogues = workload_dialogues(workload, settings)
+    with EngineFleet(FLEETS[fleet_name], speed=settings.speed, seed=settings.seed,
+                     max_num_seqs=settings.max_num_seqs, served_name=SERVED_NAME) as fleet:
+        ledger = workdir / f"ledger-{router.replace(':', '-')}.sqlite"
+        with _router(router, fleet, ledger, settings.seed) as url:
+            records = asyncio.run(run_load(
+                url, dialogues, model=SERVED_NAME, concurrency=settings.concurrency,
+                poisson_rate=settings.poisson_rate if arrival == "poisson" else None,
+                max_tokens=settings.max_tokens, seed=settings.seed, run_id=f"bench-{router}"))
+        prices = fleet.price_list()
+    return {"fleet": fleet_name, "workload": workload, "arrival": arrival, "router": router,
+            **cell_metrics(records, prices)}
+
+
+def targets(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per cell: the auction against the strongest cache-aware peer present, and which targets hold."""
+    out = []
+    cells = sorted({(r["fleet"], r["workload"], r["arrival"]) for r in rows})
+    for cell in cells:
+        here = {r["router"]: r for r in rows if (r["fleet"], r["workload"], r["arrival"]) == cell}
+        ours = here.get("mercato:auction")
+        peer_name = "sglang:cache_aware" if "sglang:cache_aware" in here else "mercato:cache_aware"
+        peer = here.get(peer_name)
+        if ours is None or peer is None or None in (ours["kv_hit"], peer["kv_hit"], ours["mean_cost"],
+                                                    peer["mean_cost"]):
+            continue
+        checks = {
+            "kv_hit": ours["kv_hit"] >= peer["kv_hit"] - KV_SLACK,
+            "ttft_p50": ours["ttft_p50_ms"] <= peer["ttft_p50_ms"],
+            "ttft_p95": ours["ttft_p95_ms"] <= peer["ttft_p95_ms"],
+            "cost": ours["mean_cost"] <= COST_RATIO * peer["mean_cost"],
+        }
+        out.append({"fleet": cell[0], "workload": cell[1], "arrival": cell[2], "peer": peer_name, **checks,
+                    "all": all(checks.values())})
+    return out
+
+
+def run(settings: RoutingSettings, out: Path | None = None,
+        on_cell: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Every fleet x workload x arrival x router; the JSON-ready report."""
+    routers = settings.routers()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mercato-bench-routing-") as tmp:
+        for fleet_name in settings.fleets:
+            for workload in settings.workloads:
+                for arrival in settings.arrivals:
+                    for router in routers:
+                        row = run_cell(settings, fleet_name, workload, arrival, router, Path(tmp))
+                        rows.append(row)
+                        if on_cell is not None:
+                            on_cell(row)
+    checked = targets(rows)
+    return {"benchmark": "routing", "settings": {k: v for k, v in vars(settings).items()},
+            "routers": routers, "peers_installed": sglang_available(), "rows": rows, "targets": checked,
+            "targets_met": {"every_cell": bool(checked) and all(t["all"] for t in checked)},
+            "out": str(out) if out else None}

@@ -1,0 +1,93 @@
+"""Files of `mercato bench routing`: CSV and JSON of every cell, a PNG per metric, a markdown report.
+
+The report opens with the verdict of the target per cell and says first where the peer wins.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from mercato.reporting import markdown_table, write_csv, write_json
+
+COLUMNS = ("fleet", "workload", "arrival", "router", "requests", "errors", "kv_hit", "ttft_p50_ms",
+           "ttft_p95_ms", "mean_cost", "accuracy", "welfare")
+ABLATION_COLUMNS = ("fleet", "workload", "variant", "kv_hit", "ttft_p50_ms", "ttft_p95_ms", "mean_cost",
+                    "accuracy", "welfare")
+_PLOTTED = (("kv_hit", "KV hit rate"), ("ttft_p95_ms", "TTFT p95 (ms)"), ("mean_cost", "mean cost (credits)"))
+
+
+def _cell(row: dict[str, Any]) -> str:
+    return f"{row['fleet']}/{row['workload']}/{row['arrival']}"
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Grouped bars: one group per cell, one bar per router, for KV hit, TTFT p95 and cost."""
+    cells = list(dict.fromkeys(_cell(r) for r in rows))
+    routers = list(dict.fromkeys(r["router"] for r in rows))
+    fig, axes = plt.subplots(len(_PLOTTED), 1, figsize=(max(8.0, 1.3 * len(cells)), 9), sharex=True)
+    width = 0.8 / max(1, len(routers))
+    for ax, (key, label) in zip(axes, _PLOTTED, strict=True):
+        for k, router in enumerate(routers):
+            values = [next((r[key] or 0.0 for r in rows if _cell(r) == c and r["router"] == router), 0.0)
+                      for c in cells]
+            ax.bar([i + k * width for i in range(len(cells))], values, width, label=router)
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+        if key == "ttft_p95_ms":
+            ax.set_yscale("log")  # round robin's tails would flatten every other bar
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.955), fontsize=8,
+               ncols=min(5, len(routers)), frameon=False)
+    axes[-1].set_xticks([i + 0.4 - width / 2 for i in range(len(cells))], cells, rotation=30, ha="right",
+                        fontsize=8)
+    fig.suptitle("mercato bench routing: same fleet, workload and seed per cell; fresh fleet per router")
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _markdown(report: dict[str, Any], ablation: list[dict[str, Any]]) -> str:
+    checked = report["targets"]
+    lost = [t for t in checked if not t["all"]]
+    lines = ["# mercato bench routing", ""]
+    if lost:
+        lines += [f"**The peer wins {len(lost)} of {len(checked)} cells** (a cell is won only when the "
+                  "auction meets every target against it). Missed targets per cell:", ""]
+        lines.append(markdown_table(("cell", "peer", "missed"), [
+            (f"{t['fleet']}/{t['workload']}/{t['arrival']}", t["peer"],
+             ", ".join(k for k in ("kv_hit", "ttft_p50", "ttft_p95", "cost") if not t[k])) for t in lost]))
+    missing = "" if report["peers_installed"] else " (sglang-router not installed: install the peers group)"
+    lines += ["", f"Cells won by the auction: {len(checked) - len(lost)} of {len(checked)}. "
+              f"Routers: {', '.join(report['routers'])}{missing}.", "", "## Every cell", "",
+              markdown_table(COLUMNS, [[_fmt(r[c]) for c in COLUMNS] for r in report["rows"]]),
+              "", "![routing](routing.png)", ""]
+    if ablation:
+        rows = [[_fmt(r[c]) for c in ABLATION_COLUMNS] for r in ablation]
+        lines += ["## Ablation on the virtual clock", "",
+                  "Each variant of the auction alone (TTFT at the engine, without the batching wait):", "",
+                  markdown_table(ABLATION_COLUMNS, rows), ""]
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> Any:
+    return f"{value:.3g}" if isinstance(value, float) else value
+
+
+def write(report: dict[str, Any], ablation: list[dict[str, Any]], out: Path) -> list[Path]:
+    """routing.csv, routing.json, ablation.csv, routing.png and report.md under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [write_csv(out / "routing.csv", report["rows"], COLUMNS),
+             write_json(out / "routing.json", {**report, "ablation": ablation})]
+    if ablation:
+        paths.append(write_csv(out / "ablation.csv", ablation, ABLATION_COLUMNS))
+    if report["rows"]:
+        paths.append(plot(report["rows"], out / "routing.png"))
+    (out / "report.md").write_text(_markdown(report, ablation))
+    return [*paths, out / "report.md"]

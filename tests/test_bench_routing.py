@@ -1,0 +1,74 @@
+"""`mercato bench routing`: the same metrics for every router, targets per cell, its files."""
+
+from __future__ import annotations
+
+import pytest
+
+from mercato.bench import routing, routing_ablation, routing_report
+from mercato.bench.routing import RoutingSettings, cell_metrics, targets
+from mercato.workloads.loadgen import RequestRecord
+
+
+def _record(served_by, prompt=1000, cached=600, completion=20, ttft=50.0, correct=True, error=None):
+    return RequestRecord("run", "d", 1, "coqa", "fleet", 0.0, ttft, 100.0, prompt, cached, completion,
+                         served_by, "answer", "gold", 1.0, correct, error)
+
+
+def test_every_router_is_priced_at_the_serving_engines_list_prices():
+    prices = {"a": (0.1, 0.05, 0.3), "b": (0.2, 0.1, 0.6)}
+    records = [_record("a"), _record("b", cached=0), _record(None), _record("a", error="boom")]
+    m = cell_metrics(records, prices)
+    cost_a = 0.1 * 400 + 0.05 * 600 + 0.3 * 20
+    cost_b = 0.2 * 1000 + 0.6 * 20
+    assert m["priced"] == 2 and m["errors"] == 1
+    assert m["mean_cost"] == pytest.approx((cost_a + cost_b) / 2)
+    value = 200 * 0.5 * 1.0 - 100 * 0.5 * 0.05  # bid 1, delta 0.5, correct, 50 ms
+    assert m["welfare"] == pytest.approx(2 * value - cost_a - cost_b)
+
+
+def _row(router, kv, p50, p95, cost, fleet="four", workload="coqa", arrival="burst"):
+    return {"fleet": fleet, "workload": workload, "arrival": arrival, "router": router, "kv_hit": kv,
+            "ttft_p50_ms": p50, "ttft_p95_ms": p95, "mean_cost": cost}
+
+
+def test_targets_compare_the_auction_with_the_real_peer_when_present():
+    rows = [_row("mercato:auction", 0.798, 40, 90, 8.0), _row("mercato:cache_aware", 0.9, 10, 10, 100.0),
+            _row("sglang:cache_aware", 0.80, 45, 95, 10.0)]
+    [t] = targets(rows)
+    assert t["peer"] == "sglang:cache_aware" and t["all"]  # kv within 0.005, faster, cost <= 0.8x
+    rows[0]["mean_cost"] = 8.5
+    [t] = targets(rows)
+    assert not t["cost"] and not t["all"]
+    [t] = targets([r for r in rows if not r["router"].startswith("sglang")])
+    assert t["peer"] == "mercato:cache_aware" and not t["kv_hit"]
+
+
+def test_settings_name_what_is_wrong():
+    with pytest.raises(ValueError, match="fleet"):
+        RoutingSettings(fleets=("huge",))
+    with pytest.raises(ValueError, match=">= 1"):
+        RoutingSettings(dialogues=0)
+    assert RoutingSettings(peers=False).routers() == ["mercato:auction", "mercato:cache_aware",
+                                                      "mercato:round_robin"]
+
+
+def test_a_live_cell_and_the_report(tmp_path):
+    settings = RoutingSettings(fleets=("four",), workloads=("coqa",), arrivals=("burst",), dialogues=4,
+                               turns=2, concurrency=4, speed=20.0, peers=False)
+    rows = [routing.run_cell(settings, "four", "coqa", "burst", r, tmp_path)
+            for r in ("mercato:auction", "mercato:cache_aware")]
+    for row in rows:
+        assert row["requests"] == 8 and row["errors"] == 0 and row["priced"] == 8
+        assert 0.0 <= row["kv_hit"] <= 1.0 and row["accuracy"] is not None
+    ablation = [routing_ablation.run_variant("auction+queueing+congestion", "four", "coqa", settings)]
+    report = {"routers": ["mercato:auction", "mercato:cache_aware"], "peers_installed": False, "rows": rows,
+              "targets": targets(rows)}
+    paths = routing_report.write(report, ablation, tmp_path / "out")
+    assert {p.name for p in paths} == {"routing.csv", "routing.json", "ablation.csv", "routing.png",
+                                       "report.md"}
+    text = (tmp_path / "out" / "report.md").read_text()
+    won = int(report["targets"][0]["all"])
+    assert f"Cells won by the auction: {won} of 1" in text
+    assert ("The peer wins 1 of 1 cells" in text) == (not won)
+    if not won:  # where the peer wins, the report says so before anything else
+        assert text.index("The peer wins") < text.index("Cells won")
