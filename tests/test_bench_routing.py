@@ -43,11 +43,23 @@ def test_targets_compare_the_auction_with_the_real_peer_when_present():
     assert t["peer"] == "mercato:cache_aware" and not t["kv_hit"]
 
 
+def test_cells_over_several_seeds_report_the_mean_and_the_spread():
+    runs = [{**_row("mercato:auction", kv, 40, p95, cost), "seed": seed, "requests": 10, "errors": 0,
+             "accuracy": 0.5, "welfare": 1.0}
+            for seed, (kv, p95, cost) in enumerate([(0.7, 100, 10.0), (0.8, 140, 14.0)])]
+    [row] = routing.combine(runs)
+    assert row["seeds"] == 2 and row["requests"] == 20
+    assert row["kv_hit"] == pytest.approx(0.75) and (row["kv_hit_lo"], row["kv_hit_hi"]) == (0.7, 0.8)
+    assert row["ttft_p95_ms"] == pytest.approx(120) and row["mean_cost_hi"] == 14.0
+
+
 def test_settings_name_what_is_wrong():
     with pytest.raises(ValueError, match="fleet"):
         RoutingSettings(fleets=("huge",))
     with pytest.raises(ValueError, match=">= 1"):
         RoutingSettings(dialogues=0)
+    with pytest.raises(ValueError, match="repeats"):
+        RoutingSettings(repeats=0)
     assert RoutingSettings(peers=False).routers() == ["mercato:auction", "mercato:cache_aware",
                                                       "mercato:round_robin"]
 
@@ -61,11 +73,12 @@ def test_a_live_cell_and_the_report(tmp_path):
         assert row["requests"] == 8 and row["errors"] == 0 and row["priced"] == 8
         assert 0.0 <= row["kv_hit"] <= 1.0 and row["accuracy"] is not None
     ablation = [routing_ablation.run_variant("auction+queueing+congestion", "four", "coqa", settings)]
-    report = {"routers": ["mercato:auction", "mercato:cache_aware"], "peers_installed": False, "rows": rows,
-              "targets": targets(rows)}
+    combined = routing.combine(rows)
+    report = {"routers": ["mercato:auction", "mercato:cache_aware"], "peers_installed": False, "runs": rows,
+              "rows": combined, "targets": targets(combined)}
     paths = routing_report.write(report, ablation, tmp_path / "out")
-    assert {p.name for p in paths} == {"routing.csv", "routing.json", "ablation.csv", "routing.png",
-                                       "report.md"}
+    assert {p.name for p in paths} == {"routing.csv", "runs.csv", "routing.json", "ablation.csv",
+                                       "routing.png", "report.md"}
     text = (tmp_path / "out" / "report.md").read_text()
     won = int(report["targets"][0]["all"])
     assert f"Cells won by the auction: {won} of 1" in text

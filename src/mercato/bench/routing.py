@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ WORKLOADS: tuple[str, ...] = ("coqa", "quac", "hotpotqa")
 ARRIVALS: tuple[str, ...] = ("burst", "poisson")
 MERCATO_POLICIES: tuple[str, ...] = ("auction", "cache_aware", "round_robin")
 SERVED_NAME = "fleet"
+METRICS: tuple[str, ...] = ("kv_hit", "ttft_p50_ms", "ttft_p95_ms", "mean_cost", "accuracy", "welfare")
 KV_SLACK = 0.005
 COST_RATIO = 0.8
 
@@ -65,6 +66,7 @@ class RoutingSettings:
     max_tokens: int = 64
     speed: float = 1.0
     seed: int = 0
+    repeats: int = 1  # seeds seed .. seed + repeats - 1; cells report the mean and the spread
     peers: bool = True
 
     def __post_init__(self) -> None:
@@ -73,8 +75,10 @@ class RoutingSettings:
             unknown = [c for c in chosen if c not in known]
             if unknown or not chosen:
                 raise ValueError(f"unknown or no {name} {unknown}; choose from {', '.join(known)}")
-        if min(self.dialogues, self.turns, self.concurrency, self.max_num_seqs, self.max_tokens) < 1:
-            raise ValueError("dialogues, turns, concurrency, max_num_seqs and max_tokens must be >= 1")
+        if min(self.dialogues, self.turns, self.concurrency, self.max_num_seqs, self.max_tokens,
+               self.repeats) < 1:
+            raise ValueError("dialogues, turns, concurrency, max_num_seqs, max_tokens and repeats "
+                             "must be >= 1")
         if self.speed <= 0 or self.poisson_rate <= 0:
             raise ValueError("speed and poisson_rate must be > 0")
 
@@ -135,7 +139,26 @@ def run_cell(settings: RoutingSettings, fleet_name: str, workload: str, arrival:
                 max_tokens=settings.max_tokens, seed=settings.seed, run_id=f"bench-{router}"))
         prices = fleet.price_list()
     return {"fleet": fleet_name, "workload": workload, "arrival": arrival, "router": router,
-            **cell_metrics(records, prices)}
+            "seed": settings.seed, **cell_metrics(records, prices)}
+
+
+def combine(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (fleet, workload, arrival, router): metrics averaged over seeds, with min and max."""
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["fleet"], r["workload"], r["arrival"], r["router"]), []).append(r)
+    out = []
+    for (fleet, workload, arrival, router), rs in groups.items():
+        row: dict[str, Any] = {"fleet": fleet, "workload": workload, "arrival": arrival, "router": router,
+                               "seeds": len(rs), "requests": sum(r["requests"] for r in rs),
+                               "errors": sum(r["errors"] for r in rs)}
+        for metric in METRICS:
+            values = [r[metric] for r in rs if r[metric] is not None]
+            row[metric] = float(np.mean(values)) if values else None
+            row[f"{metric}_lo"] = min(values) if values else None
+            row[f"{metric}_hi"] = max(values) if values else None
+        out.append(row)
+    return out
 
 
 def targets(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -163,20 +186,28 @@ def targets(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def run(settings: RoutingSettings, out: Path | None = None,
         on_cell: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Every fleet x workload x arrival x router; the JSON-ready report."""
+    """Every fleet x workload x arrival x router, once per seed; the JSON-ready report.
+
+    ``runs`` holds one row per seed; ``rows`` the per-cell means (with ``_lo`` / ``_hi``) on which
+    the targets are judged.
+    """
     routers = settings.routers()
-    rows = []
+    runs = []
     with tempfile.TemporaryDirectory(prefix="mercato-bench-routing-") as tmp:
-        for fleet_name in settings.fleets:
-            for workload in settings.workloads:
-                for arrival in settings.arrivals:
-                    for router in routers:
-                        row = run_cell(settings, fleet_name, workload, arrival, router, Path(tmp))
-                        rows.append(row)
-                        if on_cell is not None:
-                            on_cell(row)
+        for repeat in range(settings.repeats):
+            seeded = replace(settings, seed=settings.seed + repeat)
+            for fleet_name in settings.fleets:
+                for workload in settings.workloads:
+                    for arrival in settings.arrivals:
+                        for router in routers:
+                            row = run_cell(seeded, fleet_name, workload, arrival, router, Path(tmp))
+                            runs.append(row)
+                            if on_cell is not None:
+                                on_cell(row)
+    rows = combine(runs)
     checked = targets(rows)
     return {"benchmark": "routing", "settings": {k: v for k, v in vars(settings).items()},
-            "routers": routers, "peers_installed": sglang_available(), "rows": rows, "targets": checked,
+            "routers": routers, "peers_installed": sglang_available(), "runs": runs, "rows": rows,
+            "targets": checked,
             "targets_met": {"every_cell": bool(checked) and all(t["all"] for t in checked)},
             "out": str(out) if out else None}

@@ -15,8 +15,9 @@ import matplotlib.pyplot as plt
 
 from mercato.reporting import markdown_table, write_csv, write_json
 
-COLUMNS = ("fleet", "workload", "arrival", "router", "requests", "errors", "kv_hit", "ttft_p50_ms",
+COLUMNS = ("fleet", "workload", "arrival", "router", "seeds", "requests", "errors", "kv_hit", "ttft_p50_ms",
            "ttft_p95_ms", "mean_cost", "accuracy", "welfare")
+SPREAD = ("kv_hit", "ttft_p95_ms", "mean_cost")  # shown as lo-hi when a cell ran several seeds
 ABLATION_COLUMNS = ("fleet", "workload", "variant", "kv_hit", "ttft_p50_ms", "ttft_p95_ms", "mean_cost",
                     "accuracy", "welfare")
 _PLOTTED = (("kv_hit", "KV hit rate"), ("ttft_p95_ms", "TTFT p95 (ms)"), ("mean_cost", "mean cost (credits)"))
@@ -64,10 +65,15 @@ def _markdown(report: dict[str, Any], ablation: list[dict[str, Any]]) -> str:
             (f"{t['fleet']}/{t['workload']}/{t['arrival']}", t["peer"],
              ", ".join(k for k in ("kv_hit", "ttft_p50", "ttft_p95", "cost") if not t[k])) for t in lost]))
     missing = "" if report["peers_installed"] else " (sglang-router not installed: install the peers group)"
+    rows = report["rows"]
+    spread = any(r.get("seeds", 1) > 1 for r in rows)
+    header = [*COLUMNS, *(f"{c} range" for c in SPREAD)] if spread else list(COLUMNS)
+    table = [[_fmt(r.get(c)) for c in COLUMNS]
+             + ([f"{_fmt(r[c + '_lo'])}-{_fmt(r[c + '_hi'])}" for c in SPREAD] if spread else [])
+             for r in rows]
     lines += ["", f"Cells won by the auction: {len(checked) - len(lost)} of {len(checked)}. "
               f"Routers: {', '.join(report['routers'])}{missing}.", "", "## Every cell", "",
-              markdown_table(COLUMNS, [[_fmt(r[c]) for c in COLUMNS] for r in report["rows"]]),
-              "", "![routing](routing.png)", ""]
+              markdown_table(header, table), "", "![routing](routing.png)", ""]
     if ablation:
         rows = [[_fmt(r[c]) for c in ABLATION_COLUMNS] for r in ablation]
         lines += ["## Ablation on the virtual clock", "",
@@ -81,9 +87,11 @@ def _fmt(value: Any) -> Any:
 
 
 def write(report: dict[str, Any], ablation: list[dict[str, Any]], out: Path) -> list[Path]:
-    """routing.csv, routing.json, ablation.csv, routing.png and report.md under ``out``."""
+    """Under ``out``: routing.csv (per-cell means), runs.csv (per seed), routing.json, ablation.csv,
+    routing.png and report.md."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = [write_csv(out / "routing.csv", report["rows"], COLUMNS),
+    paths = [write_csv(out / "routing.csv", report["rows"]),
+             write_csv(out / "runs.csv", report.get("runs", report["rows"])),
              write_json(out / "routing.json", {**report, "ablation": ablation})]
     if ablation:
         paths.append(write_csv(out / "ablation.csv", ablation, ABLATION_COLUMNS))

@@ -209,6 +209,8 @@ def _print_targets(report: dict[str, Any]) -> None:
 def bench_routing(
     json_out: JsonFlag = False,
     seed: SeedOption = 0,
+    repeats: Annotated[int, typer.Option(help="Seeds per cell (seed, seed + 1, ...); cells show the spread.")
+                       ] = 1,
     peers: Annotated[bool, typer.Option(
         "--peers/--no-peers", help="Include sglang-router when the peers group is installed.")] = True,
     quick: Annotated[bool, typer.Option(
@@ -221,11 +223,13 @@ def bench_routing(
 
     try:
         settings = (routing.RoutingSettings(fleets=("four",), workloads=("coqa",), arrivals=("burst",),
-                                            dialogues=12, turns=4, concurrency=6, seed=seed, peers=peers)
-                    if quick else routing.RoutingSettings(seed=seed, peers=peers))
+                                            dialogues=12, turns=4, concurrency=6, seed=seed,
+                                            repeats=repeats, peers=peers)
+                    if quick else routing.RoutingSettings(seed=seed, repeats=repeats, peers=peers))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    cells = len(settings.fleets) * len(settings.workloads) * len(settings.arrivals) * len(settings.routers())
+    cells = (settings.repeats * len(settings.fleets) * len(settings.workloads) * len(settings.arrivals)
+             * len(settings.routers()))
     with progress() as bar:
         task = bar.add_task("bench routing", total=cells)
         report = routing.run(settings, out, on_cell=lambda _: bar.advance(task))
