@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import linear_sum_assignment
 
+from mercato.mechanisms.bmatching import matched_welfare, solve_usable, usable_weights
 from mercato.mechanisms.validation import as_capacity
 from mercato.mechanisms.vcg import AuctionOutcome, auction_welfare
 
@@ -28,15 +28,10 @@ def _slot_weights(welfare: NDArray[np.float64], penalty: NDArray[np.float64],
 
 
 def _best(weights: NDArray[np.float64]) -> tuple[float, NDArray[np.int64]]:
-    """Optimal welfare and each row's slot column (-1: unmatched); only positive weights are used."""
-    n = weights.shape[0]
-    usable = np.where(weights > 0, weights, 0.0)
-    rows, cols = linear_sum_assignment(np.hstack([usable, np.zeros((n, n))]), maximize=True)
-    slot = np.full(n, -1, dtype=np.int64)
-    real = cols < weights.shape[1]
-    take = real & (weights[rows, np.minimum(cols, weights.shape[1] - 1)] > 0) if weights.shape[1] else real
-    slot[rows[take]] = cols[take]
-    return float(usable[rows[take], cols[take]].sum()), slot
+    """Optimal welfare and each row's slot column (-1: unmatched): a b-matching with one slot per column."""
+    usable = usable_weights(weights)
+    slot = solve_usable(usable, np.ones(weights.shape[1], dtype=np.int64))
+    return matched_welfare(usable, slot), slot
 
 
 def run_congestion_auction(values: ArrayLike, costs: ArrayLike, penalty: ArrayLike,
