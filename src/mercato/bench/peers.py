@@ -22,6 +22,7 @@ from mercato.engine.server import running_server
 from mercato.gateway.live.app import create_app
 from mercato.gateway.live.config import AccountingConfig, GatewayConfig, PolicyConfig
 from mercato.gateway.live.fleet import EngineFleet, free_port, stop_process
+from mercato.gateway.live.ledger import remove_ledger
 
 SGLANG_POLICIES = ("cache_aware", "round_robin")
 
@@ -34,8 +35,7 @@ def sglang_available() -> bool:
 @contextlib.contextmanager
 def mercato_router(fleet: EngineFleet, policy: str, ledger: Path, seed: int) -> Iterator[str]:
     """mercato's gateway in front of ``fleet`` with ``policy``; yields its base URL."""
-    for stale in (ledger, ledger.with_name(ledger.name + "-wal"), ledger.with_name(ledger.name + "-shm")):
-        stale.unlink(missing_ok=True)
+    remove_ledger(ledger)
     config = GatewayConfig(backends=fleet.backend_configs(), policy=PolicyConfig(name=policy, seed=seed),
                            accounting=AccountingConfig(db=ledger))
     with running_server(create_app(config)) as url:

@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from mercato.reporting import markdown_table, write_csv, write_json
+from mercato.reporting import fmt, markdown_table, write_csv, write_json
 
 COLUMNS = ("fleet", "workload", "arrival", "router", "seeds", "requests", "errors", "kv_hit", "ttft_p50_ms",
            "ttft_p95_ms", "mean_cost", "accuracy", "welfare")
@@ -68,22 +68,18 @@ def _markdown(report: dict[str, Any], ablation: list[dict[str, Any]]) -> str:
     rows = report["rows"]
     spread = any(r.get("seeds", 1) > 1 for r in rows)
     header = [*COLUMNS, *(f"{c} range" for c in SPREAD)] if spread else list(COLUMNS)
-    table = [[_fmt(r.get(c)) for c in COLUMNS]
-             + ([f"{_fmt(r[c + '_lo'])}-{_fmt(r[c + '_hi'])}" for c in SPREAD] if spread else [])
+    table = [[fmt(r.get(c)) for c in COLUMNS]
+             + ([f"{fmt(r[c + '_lo'])}-{fmt(r[c + '_hi'])}" for c in SPREAD] if spread else [])
              for r in rows]
     lines += ["", f"Cells won by the auction: {len(checked) - len(lost)} of {len(checked)}. "
               f"Routers: {', '.join(report['routers'])}{missing}.", "", "## Every cell", "",
               markdown_table(header, table), "", "![routing](routing.png)", ""]
     if ablation:
-        rows = [[_fmt(r[c]) for c in ABLATION_COLUMNS] for r in ablation]
+        rows = [[fmt(r[c]) for c in ABLATION_COLUMNS] for r in ablation]
         lines += ["## Ablation on the virtual clock", "",
                   "Each variant of the auction alone (TTFT at the engine, without the batching wait):", "",
                   markdown_table(ABLATION_COLUMNS, rows), ""]
     return "\n".join(lines)
-
-
-def _fmt(value: Any) -> Any:
-    return f"{value:.3g}" if isinstance(value, float) else value
 
 
 def write(report: dict[str, Any], ablation: list[dict[str, Any]], out: Path) -> list[Path]:

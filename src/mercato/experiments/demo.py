@@ -29,7 +29,7 @@ from mercato.gateway.core.policies import POLICY_NAMES
 from mercato.gateway.live.app import create_app
 from mercato.gateway.live.config import AccountingConfig, GatewayConfig, PolicyConfig
 from mercato.gateway.live.fleet import EngineFleet
-from mercato.gateway.live.ledger import SQLiteAccountingStore
+from mercato.gateway.live.ledger import SQLiteAccountingStore, remove_ledger
 from mercato.reporting import markdown_table, write_csv, write_json
 from mercato.workloads import synthetic_dialogues
 from mercato.workloads.loadgen import RequestRecord, run_load, summarize
@@ -75,8 +75,7 @@ def run_policy(policy: str, settings: DemoSettings, on_record: Callable[[Request
     """One policy on a fresh fleet; returns its summary row and the per-request records."""
     dialogues = synthetic_dialogues("coqa", settings.dialogues, seed=settings.seed, turns=settings.turns)
     db = settings.out / f"ledger-{policy}.sqlite"
-    for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-        stale.unlink(missing_ok=True)
+    remove_ledger(db)
     store = SQLiteAccountingStore(db)
     try:
         with EngineFleet(settings.fleet, speed=settings.speed, seed=settings.seed) as fleet:

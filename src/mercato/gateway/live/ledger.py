@@ -138,6 +138,12 @@ class SQLiteAccountingStore:
             self._conn.close()
 
 
+def remove_ledger(path: Path) -> None:
+    """Delete a SQLite ledger with its WAL and shared-memory files (a fresh run starts empty)."""
+    for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        part.unlink(missing_ok=True)
+
+
 def _row(rec: LedgerRecord) -> tuple[Any, ...]:
     # Field by field: dataclasses.astuple deep-copies, which cost more than the insert itself.
     return tuple(int(v) if isinstance(v, bool) else v for v in (getattr(rec, c) for c in COLUMNS))
