@@ -30,6 +30,7 @@ N_FEATURES = len(NAMES)
 TREE_FEATURES = N_FEATURES - 1  # the trees see every column but the backlog, which feeds the queueing model
 UNCACHED = NAMES.index("uncached_ktok")
 INFLIGHT = NAMES.index("backend_inflight")
+CAPACITY = NAMES.index("capacity")
 BACKLOG = NAMES.index("backend_backlog")
 _DOMAIN_INDEX: dict[str | None, int] = {d: i for i, d in enumerate(DOMAINS)}
 

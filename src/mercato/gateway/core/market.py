@@ -71,7 +71,7 @@ class MarketBuilder:
 
     def __init__(self, backends: list[BackendSpec], load: BackendLoad, prefix: PrefixLedger,
                  predictor: Predictor, valuation: ValuationSettings, rng: np.random.Generator,
-                 congestion: bool = True) -> None:
+                 congestion: bool = False) -> None:
         self.backends = backends
         self.load = load
         self.prefix = prefix

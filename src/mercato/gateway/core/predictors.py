@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 from river import tree
 
-from mercato.gateway.core.features import BACKLOG, DOMAINS, INFLIGHT, TREE_FEATURES, UNCACHED
+from mercato.gateway.core.features import BACKLOG, CAPACITY, DOMAINS, INFLIGHT, TREE_FEATURES, UNCACHED
 from mercato.gateway.core.latency import QueueingLatencyModel, latency_terms
 from mercato.gateway.core.types import BackendSpec
 
@@ -278,7 +278,7 @@ class PredictorBank:
         """
         if self._queueing:
             return self._rates[None, :, 2] * x[:, :, UNCACHED] + self._rates[None, :, 3]
-        per_request = self._theta[None, :, 2] + self._theta[None, :, 3] / np.maximum(x[:, :, 9], 1.0)
+        per_request = self._theta[None, :, 2] + self._theta[None, :, 3] / np.maximum(x[:, :, CAPACITY], 1.0)
         return np.maximum(latency_s * per_request, 0.0)
 
     def predict(self, x: NDArray[np.float64], domain_index: NDArray[np.int64]) -> Predictions:
