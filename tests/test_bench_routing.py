@@ -22,13 +22,16 @@ def test_every_router_is_priced_at_the_serving_engines_list_prices():
     cost_b = 0.2 * 1000 + 0.6 * 20
     assert m["priced"] == 2 and m["errors"] == 1
     assert m["mean_cost"] == pytest.approx((cost_a + cost_b) / 2)
-    value = 200 * 0.5 * 1.0 - 100 * 0.5 * 0.05  # bid 1, delta 0.5, correct, 50 ms
+    value = 200 * 0.5 * 1.0 - 1000 * 0.5 * 0.05  # bid 1, delta 0.5, correct, 50 ms
     assert m["welfare"] == pytest.approx(2 * value - cost_a - cost_b)
+    # the same tokens at the fleet's cheapest prices (here all of a's)
+    floor_b = 0.1 * 1000 + 0.3 * 20
+    assert m["cheapest_cost"] == pytest.approx((cost_a + floor_b) / 2)
 
 
 def _row(router, kv, p50, p95, cost, fleet="four", workload="coqa", arrival="burst"):
     return {"fleet": fleet, "workload": workload, "arrival": arrival, "router": router, "kv_hit": kv,
-            "ttft_p50_ms": p50, "ttft_p95_ms": p95, "mean_cost": cost}
+            "ttft_p50_ms": p50, "ttft_p95_ms": p95, "mean_cost": cost, "cheapest_cost": 0.5 * cost}
 
 
 def test_targets_compare_the_auction_with_the_real_peer_when_present():
@@ -41,6 +44,16 @@ def test_targets_compare_the_auction_with_the_real_peer_when_present():
     assert not t["cost"] and not t["all"]
     [t] = targets([r for r in rows if not r["router"].startswith("sglang")])
     assert t["peer"] == "mercato:cache_aware" and not t["kv_hit"]
+
+
+def test_the_same_gateway_comparison_and_the_cost_floor():
+    rows = [_row("mercato:auction", 0.80, 40, 90, 9.0), _row("mercato:cache_aware", 0.80, 41, 91, 12.0),
+            _row("sglang:cache_aware", 0.80, 30, 60, 10.0)]
+    [peer] = targets(rows)
+    [same] = targets(rows, "mercato:cache_aware")
+    assert peer["peer"] == "sglang:cache_aware" and not peer["ttft_p95"]
+    assert same["peer"] == "mercato:cache_aware" and same["ttft_p95"] and same["ttft_p50"]
+    assert peer["cost_ratio"] == pytest.approx(0.9) and peer["floor_ratio"] == pytest.approx(0.5)
 
 
 def test_cells_over_several_seeds_report_the_mean_and_the_spread():
@@ -72,7 +85,7 @@ def test_a_live_cell_and_the_report(tmp_path):
     for row in rows:
         assert row["requests"] == 8 and row["errors"] == 0 and row["priced"] == 8
         assert 0.0 <= row["kv_hit"] <= 1.0 and row["accuracy"] is not None
-    ablation = [routing_ablation.run_variant("auction+queueing+congestion", "four", "coqa", settings)]
+    ablation = [routing_ablation.run_variant("iemas", "four", "coqa", settings)]
     combined = routing.combine(rows)
     report = {"routers": ["mercato:auction", "mercato:cache_aware"], "peers_installed": False, "runs": rows,
               "rows": combined, "targets": targets(combined)}

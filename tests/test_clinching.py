@@ -88,8 +88,10 @@ def test_outcome_is_efficient_with_vcg_payments(auction):
     values, types, rank, k, demand = auction
     out = run_clinching_auction(values, types, rank, k, demand)
     units, payments = brute_force_vcg(values, types, rank, k, demand)
-    np.testing.assert_allclose(out.units, units, atol=1e-9)
-    np.testing.assert_allclose(out.payments, payments, atol=1e-9)
+    assert float(values @ out.units) == pytest.approx(float(values @ units), abs=1e-9)
+    if np.unique(values).size == values.size:  # with tied values, either efficient allocation is right
+        np.testing.assert_allclose(out.units, units, atol=1e-9)
+        np.testing.assert_allclose(out.payments, payments, atol=1e-9)
     assert_feasible(out, types, rank, k)
 
 

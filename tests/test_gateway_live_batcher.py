@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mercato.gateway.core.batching import BatchingRule
-from mercato.gateway.live.batcher import MicroBatcher, QueueFullError
+from mercato.gateway.live.batcher import MicroBatcher, OverloadedError, QueueFullError
 
 
 def run(coro):
@@ -153,3 +153,52 @@ def test_bad_settings_are_rejected():
         MicroBatcher(Recorder(), BatchingRule(max_batch=0))
     with pytest.raises(ValueError):
         MicroBatcher(Recorder(), BatchingRule(max_wait_s=float("nan")))
+
+
+def test_a_full_fleet_holds_requests_in_order_and_lets_them_on_as_room_opens():
+    async def main():
+        fleet = {"slots": 2, "busy": 0}
+
+        def route(items: list[int]) -> list[int]:  # every routed request occupies a slot
+            fleet["busy"] += len(items)
+            return rec(items)
+
+        def finish(count: int) -> None:
+            fleet["busy"] -= count
+            batcher.wake()
+
+        rec = Recorder()
+        batcher = MicroBatcher(route, BatchingRule(8, 0.001),
+                               room=lambda: fleet["slots"] - fleet["busy"], max_hold_s=30.0)
+        futures = [batcher.submit(i) for i in range(5)]
+        await asyncio.sleep(0.05)
+        assert rec.batches == [[0, 1]] and len(batcher) == 3  # the fleet took two; three wait
+        finish(1)
+        await asyncio.sleep(0.05)
+        assert rec.batches == [[0, 1], [2]]  # the oldest goes first: nobody is overtaken
+        fleet["slots"] = 8
+        batcher.wake()
+        assert await asyncio.wait_for(asyncio.gather(*futures), 5.0) == [0, 10, 20, 30, 40]
+        assert rec.batches[-1] == [3, 4]
+
+    run(main())
+
+
+def test_a_request_held_past_its_bound_is_refused_with_a_retry_hint():
+    async def main():
+        rec = Recorder()
+        batcher = MicroBatcher(rec, BatchingRule(8, 0.001), room=lambda: 0, max_hold_s=0.2)
+        start = time.monotonic()
+        futures = [batcher.submit(i) for i in range(3)]
+        results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 5.0)
+        waited = time.monotonic() - start
+        assert all(isinstance(r, OverloadedError) and r.retry_after_s >= 1 for r in results)
+        assert 0.2 <= waited < 1.5  # bounded: refused when the hold runs out, not later
+        assert rec.batches == [] and len(batcher) == 0
+
+    run(main())
+
+
+def test_a_hold_must_be_positive():
+    with pytest.raises(ValueError, match="max_hold_s"):
+        MicroBatcher(Recorder(), max_hold_s=0.0)

@@ -12,8 +12,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gateway_live_support import config_for, engines, gateway, ledger_rows
+from gateway_live_support import backend_entry, config_for, engines, gateway, ledger_rows
 from mercato.cli import app as cli
+from mercato.gateway.live.config import parse_config
 
 CLUSTER = {"medium": "qwen3-8b"}
 GOOD = {"model": "mercato", "messages": [{"role": "user", "content": "Hello?"}], "max_tokens": 8}
@@ -154,3 +155,33 @@ def test_serve_rejects_an_invalid_config_naming_the_field(tmp_path):
     result = CliRunner().invoke(cli, ["serve", "--config", str(bad)])
     assert result.exit_code != 0
     assert "backends.1.capacity" in result.output
+
+
+def test_over_capacity_requests_wait_a_bounded_time_then_get_429_and_none_starves(tmp_path):
+    # One engine slot, admission of one request per slot, a 300 ms hold; each reply takes about
+    # a second of decoding, so the requests behind the first one cannot all get on in time.
+    with engines(speed=1.0, cluster=CLUSTER) as urls:
+        config = parse_config({
+            "backends": [backend_entry(name, CLUSTER[name], u, capacity=1) for name, u in urls.items()],
+            "accounting": {"db": str(tmp_path / "l.sqlite")},
+            "batching": {"max_inflight_per_slot": 1.0, "max_hold_ms": 300}})
+        body = GOOD | {"max_tokens": 48}
+        with gateway(config) as (url, gw):
+            results: list[tuple[int, float, str | None]] = []
+
+            def send() -> None:
+                start = time.monotonic()
+                r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+                results.append((r.status_code, time.monotonic() - start, r.headers.get("retry-after")))
+
+            threads = [threading.Thread(target=send) for _ in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert gw.outstanding == 0 and len(gw.batcher) == 0
+    codes = sorted(code for code, _, _ in results)
+    assert codes.count(200) >= 1 and codes.count(429) >= 1 and set(codes) == {200, 429}
+    for code, waited, retry_after in results:
+        if code == 429:
+            assert waited < 2.0 and retry_after is not None and int(retry_after) >= 1

@@ -7,6 +7,7 @@ import pytest
 from river import tree
 
 from mercato.gateway.core.policies import POLICY_NAMES
+from mercato.gateway.core.policies.auction import AuctionPolicy
 from mercato.gateway.core.predictors import Forest, compile_tree
 from mercato.gateway.core.prefix import PrefixLedger, common_prefix_length
 from mercato.gateway.core.router import Router
@@ -142,11 +143,21 @@ def test_bad_router_config():
 
 
 def test_unmatched_requests_fill_leftover_slots_instead_of_piling_up():
-    # Values below cost leave every request unmatched (no positive welfare); the fallback must
-    # still respect slots: 4 requests over 2 backends of 2 slots each, 2 per backend.
-    router = Router([spec("a", price=1.0, capacity=2), spec("b", price=1.1, capacity=2)], "auction")
+    # IEMAS's auction: values below cost leave every request unmatched (no positive welfare); the
+    # fallback must still respect slots: 4 requests over 2 backends of 2 slots each, 2 per backend.
+    backends = [spec("a", price=1.0, capacity=2), spec("b", price=1.1, capacity=2)]
+    router = Router(backends, AuctionPolicy(serve_all=False))
     batch = [request(f"u{i}", "x " * 200, session=f"u{i}", bid=0.0) for i in range(4)]
     decisions = router.route(batch, 0.0)
     assert not any(d.paid for d in decisions)
     primaries = [d.backends[0] for d in decisions]
     assert sorted(primaries) == ["a", "a", "b", "b"]
+
+
+def test_requests_that_lose_money_everywhere_stay_in_the_auction_and_pay():
+    backends = [spec("a", price=1.0, capacity=2), spec("b", price=1.1, capacity=2)]
+    router = Router(backends, "auction")
+    batch = [request(f"u{i}", "x " * 200, session=f"u{i}", bid=0.0) for i in range(4)]
+    decisions = router.route(batch, 0.0)
+    assert all(d.paid and d.payment >= d.predicted_cost - 1e-9 for d in decisions)
+    assert sorted(d.backends[0] for d in decisions) == ["a", "a", "b", "b"]

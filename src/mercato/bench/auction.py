@@ -24,7 +24,7 @@ from mercato.bench.timing import median_ms
 from mercato.gateway.core.features import DOMAINS, N_FEATURES
 from mercato.gateway.core.lifecycle import Dispatch
 from mercato.gateway.core.policies import AuctionPolicy
-from mercato.gateway.core.router import Router
+from mercato.gateway.core.router import Router, RouterSettings
 from mercato.gateway.core.types import BackendSpec, BuyerReport, Decision, RouteRequest
 from mercato.mechanisms import run_vcg_auction
 
@@ -50,7 +50,8 @@ def contested_router(n_backends: int, seed: int) -> Router:
         )
         for i, p in enumerate(prices)
     ]
-    router = Router(specs, AuctionPolicy())
+    # the congestion expansion re-solves once per winner, sized for micro-batches of tens, not 200
+    router = Router(specs, AuctionPolicy(), RouterSettings(congestion=False))
     for j in range(n_backends):
         for _ in range(300):
             x = rng.random(N_FEATURES) * [2, 2, 1, 15, 1, 50, 50, 8, 8, 4, 1, 1, 1, 1, 2]

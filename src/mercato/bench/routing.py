@@ -46,7 +46,8 @@ WORKLOADS: tuple[str, ...] = ("coqa", "quac", "hotpotqa")
 ARRIVALS: tuple[str, ...] = ("burst", "poisson")
 MERCATO_POLICIES: tuple[str, ...] = ("auction", "cache_aware", "round_robin")
 SERVED_NAME = "fleet"
-METRICS: tuple[str, ...] = ("kv_hit", "ttft_p50_ms", "ttft_p95_ms", "mean_cost", "accuracy", "welfare")
+METRICS: tuple[str, ...] = ("kv_hit", "ttft_p50_ms", "ttft_p95_ms", "mean_cost", "cheapest_cost", "accuracy",
+                            "welfare")
 KV_SLACK = 0.005
 COST_RATIO = 0.8
 
@@ -99,19 +100,28 @@ def cell_metrics(records: Sequence[RequestRecord], prices: dict[str, tuple[float
     """The bench's metrics of one router's records, priced at the serving engines' list prices."""
     valuation = valuation or ValuationSettings()
     load = summarize(records)
-    costs, welfare = [], 0.0
+    # the fleet's cheapest price of each token kind: the cost floor of these very tokens
+    cheapest = tuple(min(p[k] for p in prices.values()) for k in range(3)) if prices else (0.0, 0.0, 0.0)
+    costs, floors, welfare = [], [], 0.0
     for r in records:
         if r.error is not None or r.served_by not in prices or r.prompt_tokens is None:
             continue
-        p_in, p_cached, p_out = prices[r.served_by]
-        cached = r.cached_tokens or 0
-        cost = p_in * (r.prompt_tokens - cached) + p_cached * cached + p_out * (r.completion_tokens or 0)
+        cost = _priced(prices[r.served_by], r)
         costs.append(cost)
+        floors.append(_priced(cheapest, r))
         welfare += realised_value(1.0, 0.5, r.correct, (r.ttft_ms or 0.0) / 1e3, valuation, 0.5) - cost
     return {"requests": load["requests"], "errors": load["errors"], "kv_hit": load["kv_hit_rate"],
             "ttft_p50_ms": load["ttft_p50_ms"], "ttft_p95_ms": load["ttft_p95_ms"],
-            "mean_cost": float(np.mean(costs)) if costs else None, "accuracy": load["accuracy"],
+            "mean_cost": float(np.mean(costs)) if costs else None,
+            "cheapest_cost": float(np.mean(floors)) if floors else None, "accuracy": load["accuracy"],
             "welfare": welfare, "priced": len(costs)}
+
+
+def _priced(price: tuple[float, float, float], r: RequestRecord) -> float:
+    """IEMAS Eq. 6 of one served record at (input, cached input, output) prices per token."""
+    cached = r.cached_tokens or 0
+    uncached = (r.prompt_tokens or 0) - cached
+    return price[0] * uncached + price[1] * cached + price[2] * (r.completion_tokens or 0)
 
 
 @contextlib.contextmanager
@@ -161,15 +171,20 @@ def combine(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def targets(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per cell: the auction against the strongest cache-aware peer present, and which targets hold."""
+def targets(rows: Sequence[dict[str, Any]], peer_name: str | None = None) -> list[dict[str, Any]]:
+    """Per cell: the auction against a cache-aware router, and which targets hold.
+
+    ``peer_name`` None: the strongest present (sglang-router's, else mercato's own rule). With
+    ``mercato:cache_aware`` both routers share mercato's request path, so the comparison isolates
+    the routing decisions from the gateway's own latency.
+    """
     out = []
     cells = sorted({(r["fleet"], r["workload"], r["arrival"]) for r in rows})
     for cell in cells:
         here = {r["router"]: r for r in rows if (r["fleet"], r["workload"], r["arrival"]) == cell}
         ours = here.get("mercato:auction")
-        peer_name = "sglang:cache_aware" if "sglang:cache_aware" in here else "mercato:cache_aware"
-        peer = here.get(peer_name)
+        name = peer_name or ("sglang:cache_aware" if "sglang:cache_aware" in here else "mercato:cache_aware")
+        peer = here.get(name)
         if ours is None or peer is None or None in (ours["kv_hit"], peer["kv_hit"], ours["mean_cost"],
                                                     peer["mean_cost"]):
             continue
@@ -179,8 +194,11 @@ def targets(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "ttft_p95": ours["ttft_p95_ms"] <= peer["ttft_p95_ms"],
             "cost": ours["mean_cost"] <= COST_RATIO * peer["mean_cost"],
         }
-        out.append({"fleet": cell[0], "workload": cell[1], "arrival": cell[2], "peer": peer_name, **checks,
-                    "all": all(checks.values())})
+        floor = peer.get("cheapest_cost")
+        out.append({"fleet": cell[0], "workload": cell[1], "arrival": cell[2], "peer": name, **checks,
+                    "all": all(checks.values()),
+                    "cost_ratio": ours["mean_cost"] / peer["mean_cost"] if peer["mean_cost"] else None,
+                    "floor_ratio": floor / peer["mean_cost"] if floor and peer["mean_cost"] else None})
     return out
 
 
@@ -208,6 +226,6 @@ def run(settings: RoutingSettings, out: Path | None = None,
     checked = targets(rows)
     return {"benchmark": "routing", "settings": {k: v for k, v in vars(settings).items()},
             "routers": routers, "peers_installed": sglang_available(), "runs": runs, "rows": rows,
-            "targets": checked,
+            "targets": checked, "same_gateway": targets(rows, "mercato:cache_aware"),
             "targets_met": {"every_cell": bool(checked) and all(t["all"] for t in checked)},
             "out": str(out) if out else None}

@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt
 from mercato.reporting import fmt, markdown_table, write_csv, write_json
 
 COLUMNS = ("fleet", "workload", "arrival", "router", "seeds", "requests", "errors", "kv_hit", "ttft_p50_ms",
-           "ttft_p95_ms", "mean_cost", "accuracy", "welfare")
+           "ttft_p95_ms", "mean_cost", "cheapest_cost", "accuracy", "welfare")
+_CHECKS = ("kv_hit", "ttft_p50", "ttft_p95", "cost")
 SPREAD = ("kv_hit", "ttft_p95_ms", "mean_cost")  # shown as lo-hi when a cell ran several seeds
 ABLATION_COLUMNS = ("fleet", "workload", "variant", "kv_hit", "ttft_p50_ms", "ttft_p95_ms", "mean_cost",
                     "accuracy", "welfare")
@@ -61,9 +62,18 @@ def _markdown(report: dict[str, Any], ablation: list[dict[str, Any]]) -> str:
     if lost:
         lines += [f"**The peer wins {len(lost)} of {len(checked)} cells** (a cell is won only when the "
                   "auction meets every target against it). Missed targets per cell:", ""]
-        lines.append(markdown_table(("cell", "peer", "missed"), [
-            (f"{t['fleet']}/{t['workload']}/{t['arrival']}", t["peer"],
-             ", ".join(k for k in ("kv_hit", "ttft_p50", "ttft_p95", "cost") if not t[k])) for t in lost]))
+        lines.append(_missed_table(lost))
+    lines += ["", "`cost ratio` is the auction's mean cost over the peer's; `floor` is the peer's own "
+              "tokens priced at the fleet's cheapest price of each kind, over the peer's cost: a cost "
+              "ratio below it is out of reach for any router.", ""]
+    same = report.get("same_gateway") or []
+    if same:
+        won = sum(t["all"] for t in same)
+        lines += ["## Against the same rule behind the same gateway", "",
+                  f"The auction against mercato's own `cache_aware` (one request path, so only the "
+                  f"routing differs): {won} of {len(same)} cells won on every target.", "",
+                  markdown_table(("cell", *_CHECKS), [
+                      (_cell(t), *("yes" if t[k] else "no" for k in _CHECKS)) for t in same]), ""]
     missing = "" if report["peers_installed"] else " (sglang-router not installed: install the peers group)"
     rows = report["rows"]
     spread = any(r.get("seeds", 1) > 1 for r in rows)
@@ -80,6 +90,12 @@ def _markdown(report: dict[str, Any], ablation: list[dict[str, Any]]) -> str:
                   "Each variant of the auction alone (TTFT at the engine, without the batching wait):", "",
                   markdown_table(ABLATION_COLUMNS, rows), ""]
     return "\n".join(lines)
+
+
+def _missed_table(lost: list[dict[str, Any]]) -> str:
+    return markdown_table(("cell", "peer", "missed", "cost ratio", "floor"), [
+        (_cell(t), t["peer"], ", ".join(k for k in _CHECKS if not t[k]), fmt(t.get("cost_ratio")),
+         fmt(t.get("floor_ratio"))) for t in lost])
 
 
 def write(report: dict[str, Any], ablation: list[dict[str, Any]], out: Path) -> list[Path]:

@@ -247,6 +247,9 @@ def bench_routing(
                 ["fleet", "workload", "variant", "kv_hit", "ttft_p50_ms", "ttft_p95_ms", "mean_cost",
                  "welfare"])
     print_table("targets: auction vs the cache-aware peer", report["targets"],
-                ["fleet", "workload", "arrival", "peer", "kv_hit", "ttft_p50", "ttft_p95", "cost", "all"])
+                ["fleet", "workload", "arrival", "peer", "kv_hit", "ttft_p50", "ttft_p95", "cost",
+                 "cost_ratio", "floor_ratio", "all"])
+    print_table("same gateway: auction vs mercato's cache_aware", report["same_gateway"],
+                ["fleet", "workload", "arrival", "kv_hit", "ttft_p50", "ttft_p95", "cost", "all"])
     stderr.print("wrote " + ", ".join(str(p) for p in paths))
     _print_targets(report)

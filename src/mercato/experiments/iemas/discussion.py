@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mercato.experiments.iemas.common import Section, number
+from mercato.experiments.iemas.common import VALUATION, Section, number
 from mercato.experiments.iemas.paper import NMAE
 
 MULTI_TURN = ("coqa", "quac", "hotpotqa")
@@ -330,7 +330,8 @@ def _live(data: dict[str, Any]) -> str:
             text.append(
                 f"The auction priced only {number(100 * auction['paid_share'], 2)}% of the requests: "
                 "on this CPU an uncached turn takes seconds of prefill (about 220 tokens/s), and at "
-                "100 credits per second of TTFT most requests are worth less than nothing at bid 1, "
+                f"{number(VALUATION.latency_penalty_per_s, 4)} credits per second of TTFT most requests "
+                "are worth less than nothing at bid 1, "
                 "so they fall back unpaid to their individually best server (the busiest server took "
                 f"{number(100 * auction['busiest_share'], 2)}% of the requests), which queues them."
             )

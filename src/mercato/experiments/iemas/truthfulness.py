@@ -53,6 +53,7 @@ from mercato.mechanisms.properties import (
     check_individual_rationality,
     check_weak_budget_balance,
 )
+from mercato.mechanisms.serve_all import run_serve_all_auction
 from mercato.reporting import markdown_table, write_csv
 from mercato.workloads import synthetic_dialogues
 
@@ -124,7 +125,8 @@ def replay(job: tuple[int, TruthfulnessConfig]) -> dict[str, Any]:
     seed, config = job
     rng = np.random.default_rng(seed)
     per_round: list[dict[str, float]] = []
-    worst = {"dsic_gain": 0.0, "ir_violation": 0.0, "wbb_deficit": 0.0, "mixed_gain": 0.0}
+    worst = {"dsic_gain": 0.0, "ir_violation": 0.0, "wbb_deficit": 0.0, "mixed_gain": 0.0,
+             "serve_all_dsic_gain": 0.0, "serve_all_wbb_deficit": 0.0}
     for values, costs, capacity in record_instances(config, seed):
         truthful = run_vcg_auction(values, costs, capacity)
         honest = buyer_utilities(values, truthful)
@@ -150,6 +152,11 @@ def replay(job: tuple[int, TruthfulnessConfig]) -> dict[str, Any]:
                 worst["mixed_gain"] = max(worst["mixed_gain"], -gain)  # what lying gained over honesty
         dsic = check_dsic(values, costs, capacity, scales=DSIC_SCALES)
         worst["dsic_gain"] = max(worst["dsic_gain"], dsic.max_gain)
+        # the gateway's default: every request served inside the auction
+        serve_all = check_dsic(values, costs, capacity, run_serve_all_auction, scales=DSIC_SCALES)
+        worst["serve_all_dsic_gain"] = max(worst["serve_all_dsic_gain"], serve_all.max_gain)
+        worst["serve_all_wbb_deficit"] = max(worst["serve_all_wbb_deficit"], check_weak_budget_balance(
+            costs, run_serve_all_auction(values, costs, capacity)).worst)
         worst["ir_violation"] = max(
             worst["ir_violation"], check_individual_rationality(values, truthful).worst
         )
@@ -159,6 +166,7 @@ def replay(job: tuple[int, TruthfulnessConfig]) -> dict[str, Any]:
             matched=float(truthful.matched.sum()),
             surplus=truthful.surplus,
             misreports_tried=float(dsic.tried),
+            serve_all_tried=float(serve_all.tried),
         )
         per_round.append(row)
     totals = {k: float(sum(r[k] for r in per_round)) for k in per_round[0]}
@@ -187,8 +195,10 @@ def run(options: Options, config: TruthfulnessConfig | None = None) -> Section:
         [*metrics, "dsic_gain", "mixed_gain", "requests", "matched", "surplus"],
         options.seed,
     )[0]
-    worst = {k: max(r[k] for r in flat) for k in ("dsic_gain", "ir_violation", "wbb_deficit", "mixed_gain")}
+    worst = {k: max(r[k] for r in flat) for k in ("dsic_gain", "ir_violation", "wbb_deficit", "mixed_gain",
+                                                  "serve_all_dsic_gain", "serve_all_wbb_deficit")}
     tried = int(sum(r["misreports_tried"] for r in flat))
+    worst["serve_all_tried"] = float(sum(r["serve_all_tried"] for r in flat))
     out = options.out
     files = [
         write_csv(out / "truthfulness_runs.csv", flat),
@@ -204,6 +214,7 @@ def run(options: Options, config: TruthfulnessConfig | None = None) -> Section:
             "worst": worst,
             "misreports_tried": tried,
             "dsic_holds": worst["dsic_gain"] <= 1e-6,
+            "serve_all_dsic_holds": worst["serve_all_dsic_gain"] <= 1e-6,
         },
         files=[str(f) for f in files],
         tables=_console(summary, worst, tried),
@@ -226,6 +237,10 @@ def _console(
         },
         {"check": "worst IR violation (truthful)", "value": worst["ir_violation"], "tried": ""},
         {"check": "worst budget deficit", "value": worst["wbb_deficit"], "tried": ""},
+        {"check": "largest DSIC gain, serve-all auction", "value": worst["serve_all_dsic_gain"],
+         "tried": int(worst["serve_all_tried"])},
+        {"check": "worst budget deficit, serve-all auction", "value": worst["serve_all_wbb_deficit"],
+         "tried": ""},
     ]
     return [
         (
@@ -277,6 +292,13 @@ def _markdown(
         f"{number(worst['wbb_deficit'], 3)}. On average a round had "
         f"{number(summary['requests'] / config.rounds)} "
         f"requests, of which {number(summary['matched'] / config.rounds)} were matched.",
+        "",
+        f"The gateway's default auction serves every request of a round inside the mechanism "
+        f"(`mercato.mechanisms.serve_all`; IEMAS leaves pairs of negative welfare unmatched). The same "
+        f"sweep on the same rounds tried {int(worst['serve_all_tried'])} misreports against it: largest "
+        f"gain **{number(worst['serve_all_dsic_gain'], 3)}** credits, worst budget deficit "
+        f"{number(worst['serve_all_wbb_deficit'], 3)}. The utility totals above are those of the IEMAS "
+        f"auction.",
         "",
         "Unilateral totals are ordered as the theory says (honest highest) because misreporting can only "
         "lose a buyer a match it wanted, or win one at a price above its value. In the mixed population "

@@ -2,7 +2,7 @@
 
 160 turns = 32 CoQA-like dialogues of 5 turns, all in flight at once on the Table 1 fleet. Each
 served turn adds the buyer's realised value (IEMAS Eq. 1 with mercato's scales: 200 credits for
-a correct answer weighted by delta = 0.5, minus 100 credits per second of TTFT weighted by 0.5)
+a correct answer weighted by delta = 0.5, minus 1000 credits per second of TTFT weighted by 0.5)
 minus its observed Eq. 6 cost; the curve is the running sum in the order turns finish.
 """
 

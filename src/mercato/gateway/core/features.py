@@ -24,14 +24,18 @@ NAMES: tuple[str, ...] = (
     "capacity",
     "utilisation",      # backend in-flight / capacity
     *(f"domain_{d}" for d in DOMAINS),
-    "backend_backlog",  # uncached k-tokens of the requests in flight at the backend (prefill queue)
+    "backend_wait_s",   # seconds until the backend's prefill queue drains (its prefill clock)
 )
 N_FEATURES = len(NAMES)
-TREE_FEATURES = N_FEATURES - 1  # the trees see every column but the backlog, which feeds the queueing model
+TREE_FEATURES = N_FEATURES - 1  # the trees see every column but the wait, which feeds the queueing model
 UNCACHED = NAMES.index("uncached_ktok")
 INFLIGHT = NAMES.index("backend_inflight")
 CAPACITY = NAMES.index("capacity")
-BACKLOG = NAMES.index("backend_backlog")
+WAIT = NAMES.index("backend_wait_s")
+# What a request's correctness can depend on: the request, not the backend's load or cache (the
+# model is the quality tree's own). Quality is then scored once per (request, model).
+QUALITY_FEATURES: tuple[int, ...] = (NAMES.index("prompt_ktok"), NAMES.index("turn"), NAMES.index("max_htok"),
+                                     *(NAMES.index(f"domain_{d}") for d in DOMAINS))
 _DOMAIN_INDEX: dict[str | None, int] = {d: i for i, d in enumerate(DOMAINS)}
 
 
@@ -45,7 +49,7 @@ def batch_features(prompt_tokens: NDArray[np.float64], turns: NDArray[np.float64
                    affinity: NDArray[np.float64], router_inflight: float, router_rate: float,
                    backend_inflight: NDArray[np.float64], backend_rate: NDArray[np.float64],
                    capacity: NDArray[np.float64],
-                   backend_backlog: NDArray[np.float64]) -> NDArray[np.float64]:
+                   backend_wait_s: NDArray[np.float64]) -> NDArray[np.float64]:
     """(N, M, F) features; request quantities have shape (N,), backend ones (M,), affinity (N, M).
 
     ``domains`` holds each request's :func:`domain_index`.
@@ -64,6 +68,6 @@ def batch_features(prompt_tokens: NDArray[np.float64], turns: NDArray[np.float64
     x[:, :, 9] = capacity[None, :]
     x[:, :, 10] = (backend_inflight / np.maximum(capacity, 1.0))[None, :]
     onehot = np.eye(len(DOMAINS) + 1)[domains, :len(DOMAINS)]
-    x[:, :, 11:BACKLOG] = onehot[:, None, :]
-    x[:, :, BACKLOG] = backend_backlog[None, :]
+    x[:, :, 11:WAIT] = onehot[:, None, :]
+    x[:, :, WAIT] = backend_wait_s[None, :]
     return x

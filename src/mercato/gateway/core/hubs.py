@@ -152,9 +152,9 @@ class HubRouter:
         """Forward to the hub that routed the request."""
         self._router_for(decision).started(decision, backend, now)
 
-    def release(self, decision: Decision, backend: str) -> None:
+    def release(self, decision: Decision, backend: str, now: float) -> None:
         """Forward to the hub that routed the request."""
-        self._router_for(decision).release(decision, backend)
+        self._router_for(decision).release(decision, backend, now)
 
     def finish(self, decision: Decision, obs: Observation, now: float) -> LedgerRecord | None:
         """Forward to the hub that routed the request, then forget the request."""

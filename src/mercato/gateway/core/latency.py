@@ -3,14 +3,16 @@
 An engine's time to first token is the prefill of the uncached prompt, after the prefill work
 already queued at it, slowed by the decodes running beside it (chunked prefill shares steps):
 
-    TTFT ~ t0 + s * u + b * B + q * n,     t0, s, b, q >= 0
+    TTFT ~ t0 + s * u + b * W + q * n,     t0, s, b, q >= 0
 
-with ``u`` the uncached prompt in k-tokens, ``B`` the uncached k-tokens of the requests in flight
-at the backend when it was sent there (its prefill backlog) and ``n`` their number. The
-coefficients are fitted by non-negative least squares on exponentially forgotten sufficient
-statistics, shrunk towards a prior. The sign constraints matter: a free fit learns from a
-dialogue workload that load *lowers* TTFT (late turns arrive when load is high and are mostly
-cached), and a router that believes that piles requests onto busy backends.
+with ``u`` the uncached prompt in k-tokens, ``W`` the seconds the backend's prefill clock said
+the request would wait (:mod:`mercato.gateway.core.load`; ``b`` is 1 when the clock is right)
+and ``n`` the requests in flight there. ``s`` is also the clock's rate: a dispatched request
+moves its backend's clock on by ``s * u``. The coefficients are fitted by non-negative least
+squares on exponentially forgotten sufficient statistics, shrunk towards a prior. The sign
+constraints matter: a free fit learns from a dialogue workload that load *lowers* TTFT (late
+turns arrive when load is high and are mostly cached), and a router that believes that piles
+requests onto busy backends.
 """
 
 from __future__ import annotations
@@ -19,18 +21,18 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import nnls
 
-# Prior (seconds): 20 ms idle, 60 ms per uncached k-token of its own and per k-token of backlog,
-# 5 ms per request in flight. The ridge that holds the fit to it is
-# weak (a few observations outweigh it), so that it only decides directions no data has excited.
-LATENCY_PRIOR = np.array([0.02, 0.06, 0.06, 0.005])
+# Prior (seconds): 20 ms idle, 100 ms per uncached k-token, the clock's wait taken at face value,
+# 3 ms per request in flight. The ridge that holds the fit to it is weak (a few observations
+# outweigh it), so that it only decides directions no data has excited.
+LATENCY_PRIOR = np.array([0.02, 0.1, 1.0, 0.003])
 RIDGE = 1e-3
 FORGET = 0.995  # about the last 200 requests count
 
 
-def latency_terms(uncached_ktok: NDArray[np.float64], backlog_ktok: NDArray[np.float64],
+def latency_terms(uncached_ktok: NDArray[np.float64], wait_s: NDArray[np.float64],
                   inflight: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The model's regressors ``(1, u, B, n)`` stacked on a new last axis."""
-    return np.stack([np.ones_like(uncached_ktok), uncached_ktok, backlog_ktok, inflight], axis=-1)
+    """The model's regressors ``(1, u, W, n)`` stacked on a new last axis."""
+    return np.stack([np.ones_like(uncached_ktok), uncached_ktok, wait_s, inflight], axis=-1)
 
 
 class QueueingLatencyModel:
@@ -43,9 +45,9 @@ class QueueingLatencyModel:
         self._theta = LATENCY_PRIOR.copy()
         self._stale = False
 
-    def learn(self, uncached_ktok: float, backlog_ktok: float, inflight: float, ttft_s: float) -> None:
+    def learn(self, uncached_ktok: float, wait_s: float, inflight: float, ttft_s: float) -> None:
         """Add one observed TTFT (seconds) at the load and uncached prompt it met."""
-        z = latency_terms(np.array(uncached_ktok), np.array(backlog_ktok), np.array(inflight))
+        z = latency_terms(np.array(uncached_ktok), np.array(wait_s), np.array(inflight))
         self._gram = FORGET * self._gram + np.outer(z, z)
         self._moment = FORGET * self._moment + z * ttft_s
         self._stale = True

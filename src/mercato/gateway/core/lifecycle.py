@@ -24,10 +24,13 @@ def failed_observation(request: RouteRequest, backend: str, error: str) -> Obser
 class Dispatch:
     """A decided request on its way through its ranked backends; ``clock()`` gives ``now``."""
 
-    def __init__(self, router: RoutingCore, decision: Decision, clock: Callable[[], float]) -> None:
+    def __init__(self, router: RoutingCore, decision: Decision, clock: Callable[[], float],
+                 on_settled: Callable[[], None] | None = None) -> None:
+        """``on_settled`` runs once the request is settled (the live app's admission count)."""
         self.router = router
         self.decision = decision
         self.clock = clock
+        self.on_settled = on_settled
         self.attempts: list[str] = []
         self.settled = False
 
@@ -53,7 +56,7 @@ class Dispatch:
 
     def abandon(self, backend: str) -> None:
         """``backend`` gave the request up: it no longer counts as in flight there."""
-        self.router.release(self.decision, backend)
+        self.router.release(self.decision, backend, self.clock())
 
     def succeed(self, observation: Observation) -> LedgerRecord | None:
         """The request was served: the router learns from it and returns its ledger record."""
@@ -68,4 +71,8 @@ class Dispatch:
         if self.settled:
             raise RuntimeError(f"request {self.request.request_id} was settled twice")
         self.settled = True
-        return self.router.finish(self.decision, observation, self.clock())
+        try:
+            return self.router.finish(self.decision, observation, self.clock())
+        finally:
+            if self.on_settled is not None:
+                self.on_settled()

@@ -3,6 +3,14 @@
 The router's own view of load (it has not yet heard back from the engines), kept apart from the
 routing logic so that one object answers "how busy is each backend" for the market builder, the
 snapshot and, later, for replicas that share it.
+
+Each backend also has a *prefill clock*: the time its prefill queue drains, as the router
+estimates it. An engine prefills uncached prompt tokens one request after another, so a request
+sent at ``now`` starts its prefill at ``max(now, free_at)`` and moves the clock on by its own
+prefill time. The wait ``free_at - now`` is what a new request queues for, and it drains with
+time, unlike a count of requests in flight (most of which are decoding, not prefilling). When
+a request's first token comes earlier or later than the clock said, every request queued behind
+it moves by the same amount, so the clock is shifted by the error (:meth:`BackendLoad.resync`).
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ class BackendLoad:
         m = len(capacity)
         self.capacity = np.array(capacity, dtype=np.int64)
         self.inflight = np.zeros(m)
-        self.backlog = np.zeros(m)  # uncached k-tokens of the requests in flight
+        self.prefill_free_at = np.zeros(m)  # when each prefill queue drains (router's estimate)
+        self.shift = np.zeros(m)  # sum of the corrections applied to each clock so far
         self.healthy = np.ones(m, dtype=bool)
         self._arrivals: deque[float] = deque()
         self._dispatches: list[deque[float]] = [deque() for _ in range(m)]
@@ -37,16 +46,34 @@ class BackendLoad:
             while d and d[0] < horizon:
                 d.popleft()
 
-    def dispatched(self, backend: int, now: float, uncached_ktok: float) -> None:
-        """A request with ``uncached_ktok`` of prompt to prefill is now in flight at ``backend``."""
-        self.inflight[backend] += 1
-        self.backlog[backend] += uncached_ktok
-        self._dispatches[backend].append(now)
+    def dispatched(self, backend: int, now: float, prefill_s: float) -> float:
+        """A request needing ``prefill_s`` of prefill is now in flight at ``backend``.
 
-    def released(self, backend: int, uncached_ktok: float) -> None:
+        Returns when its prefill should end by the backend's clock.
+        """
+        self.inflight[backend] += 1
+        self.prefill_free_at[backend] = max(self.prefill_free_at[backend], now) + prefill_s
+        self._dispatches[backend].append(now)
+        return float(self.prefill_free_at[backend])
+
+    def released(self, backend: int) -> None:
         """A request left ``backend`` (finished, failed or failed over)."""
         self.inflight[backend] -= 1
-        self.backlog[backend] = max(0.0, self.backlog[backend] - uncached_ktok)
+
+    def prefill_wait(self, now: float) -> NDArray[np.float64]:
+        """(M,) seconds a request sent now would wait before its own prefill starts."""
+        return np.maximum(self.prefill_free_at - now, 0.0)
+
+    def resync(self, backend: int, now: float, error_s: float) -> None:
+        """A prefill ended ``error_s`` later (negative: earlier) than the clock said.
+
+        The requests still queued behind it move by the same amount; a drained queue stays
+        drained. ``shift`` keeps the running sum, so that errors measured later against older
+        estimates are not counted twice.
+        """
+        self.shift[backend] += error_s
+        if self.prefill_free_at[backend] > now:
+            self.prefill_free_at[backend] = max(self.prefill_free_at[backend] + error_s, now)
 
     @property
     def router_rate(self) -> float:

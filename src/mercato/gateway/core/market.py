@@ -71,7 +71,7 @@ class MarketBuilder:
 
     def __init__(self, backends: list[BackendSpec], load: BackendLoad, prefix: PrefixLedger,
                  predictor: Predictor, valuation: ValuationSettings, rng: np.random.Generator,
-                 congestion: bool = False) -> None:
+                 congestion: bool = True) -> None:
         self.backends = backends
         self.load = load
         self.prefix = prefix
@@ -86,8 +86,11 @@ class MarketBuilder:
         healthy = self.load.healthy
         return healthy if request.any_model else healthy & (self._models == request.model)
 
-    def build(self, batch: list[RouteRequest]) -> Market:
-        """Affinity, features, predictions, values, eligibility and offered slots for ``batch``."""
+    def build(self, batch: list[RouteRequest], now: float) -> Market:
+        """Affinity, features, predictions, values, eligibility and offered slots for ``batch``.
+
+        ``now`` reads the backends' prefill clocks (the wait a request sent now would meet).
+        """
         n, m = len(batch), len(self.backends)
         load = self.load
         affinity = np.zeros((n, m))
@@ -105,7 +108,7 @@ class MarketBuilder:
             backend_inflight=load.inflight.copy(),
             backend_rate=load.backend_rates(),
             capacity=load.capacity.astype(np.float64),
-            backend_backlog=load.backlog.copy(),
+            backend_wait_s=load.prefill_wait(now),
         )
         pred = self.predictor.predict(x, domains)
         bids = np.array([r.report.bid for r in batch], dtype=np.float64)

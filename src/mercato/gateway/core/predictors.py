@@ -30,7 +30,15 @@ import numpy as np
 from numpy.typing import NDArray
 from river import tree
 
-from mercato.gateway.core.features import BACKLOG, CAPACITY, DOMAINS, INFLIGHT, TREE_FEATURES, UNCACHED
+from mercato.gateway.core.features import (
+    CAPACITY,
+    DOMAINS,
+    INFLIGHT,
+    QUALITY_FEATURES,
+    TREE_FEATURES,
+    UNCACHED,
+    WAIT,
+)
 from mercato.gateway.core.latency import QueueingLatencyModel, latency_terms
 from mercato.gateway.core.types import BackendSpec
 
@@ -66,9 +74,15 @@ class PredictorSettings:
     max_depth: int = 10
     split_confidence: float = 1e-3  # river's delta; its 1e-7 default needs thousands of samples
     default_output_tokens: float = 32.0
-    # "queueing": the non-negative physical model of :mod:`mercato.gateway.core.latency`;
-    # "log_linear_tree": log-TTFT recursive least squares plus a residual tree (before issue 13).
-    latency_model: str = "log_linear_tree"
+    # Pseudo-labels (half correct) each quality leaf starts from. Correctness is a coin flip per
+    # question, so a few dozen labels cannot tell two models apart; with the Laplace prior of 2, two
+    # engines of one model looked 0.3 apart after ten labels each, worth more than the whole
+    # price of a request, and the auction moved sessions off their warm caches to chase it.
+    quality_prior_weight: float = 20.0
+    # "queueing": the non-negative physical model of :mod:`mercato.gateway.core.latency` on the
+    # backends' prefill clocks; "log_linear_tree": log-TTFT recursive least squares plus a
+    # residual tree (the default before issue 13; it cannot see a queue it has not met yet).
+    latency_model: str = "queueing"
 
     def __post_init__(self) -> None:
         if self.latency_model not in LATENCY_MODELS:
@@ -96,19 +110,20 @@ class CompiledTree:
     value: NDArray[np.float64]
 
 
-def _leaf_value(node: object, classifier: bool) -> float:
+def _leaf_value(node: object, classifier: bool, prior_weight: float) -> float:
     stats = node.stats  # type: ignore[attr-defined]
     if classifier:
         positive = float(stats.get(True, 0.0))
-        return (positive + 1.0) / (float(sum(stats.values())) + 2.0)
+        return (positive + 0.5 * prior_weight) / (float(sum(stats.values())) + prior_weight)
     return float(stats.mean.get())
 
 
 def compile_tree(model: tree.HoeffdingTreeRegressor | tree.HoeffdingTreeClassifier,
-                 classifier: bool, prior: float = 0.0) -> CompiledTree:
+                 classifier: bool, prior: float = 0.0, prior_weight: float = 2.0) -> CompiledTree:
     """Flatten a river Hoeffding tree with numeric binary splits (x <= threshold goes left).
 
-    ``prior`` is the prediction of a tree that has seen nothing yet (classifiers: 0.5).
+    ``prior`` is the prediction of a tree that has seen nothing yet (classifiers: 0.5); a
+    classifier's leaf frequencies are shrunk towards 0.5 by ``prior_weight`` pseudo-labels.
     """
     root = model._root
     if root is None:
@@ -132,7 +147,7 @@ def compile_tree(model: tree.HoeffdingTreeRegressor | tree.HoeffdingTreeClassifi
             out.threshold[i] = float(node.threshold)  # type: ignore[attr-defined]
             out.left[i], out.right[i] = index_of[id(children[0])], index_of[id(children[1])]
         else:
-            out.value[i] = _leaf_value(node, classifier)
+            out.value[i] = _leaf_value(node, classifier, prior_weight)
     return out
 
 
@@ -174,7 +189,9 @@ def baseline_cost(prices: NDArray[np.float64], x: NDArray[np.float64],
 class BackendPredictor:
     """The three online predictors of one backend, plus its baselines."""
 
-    def __init__(self, spec: BackendSpec, settings: PredictorSettings) -> None:
+    def __init__(self, spec: BackendSpec, settings: PredictorSettings,
+                 quality_tree: tree.HoeffdingTreeClassifier | None = None) -> None:
+        """``quality_tree`` is shared by the backends serving one model (correctness is the model's)."""
         self.spec = spec
         params = {"grace_period": settings.grace_period, "max_depth": settings.max_depth,
                   "delta": settings.split_confidence}
@@ -182,10 +199,12 @@ class BackendPredictor:
             leaf_prediction="mean", splitter=tree.splitter.QOSplitter(), **params)
         self.cost_tree = tree.HoeffdingTreeRegressor(
             leaf_prediction="mean", splitter=tree.splitter.QOSplitter(), **params)
-        self.quality_tree = tree.HoeffdingTreeClassifier(leaf_prediction="mc", **params)
+        self.quality_tree = quality_tree or tree.HoeffdingTreeClassifier(leaf_prediction="mc", **params)
         self.theta = _LATENCY_PRIOR.copy()
         self.cov = np.eye(len(_LATENCY_PRIOR))
-        self.queueing = QueueingLatencyModel() if settings.latency_model == "queueing" else None
+        # always learned: it also runs the backend's prefill clock (overhead and prefill rate)
+        self.queueing = QueueingLatencyModel()
+        self.predicts_queueing = settings.latency_model == "queueing"
         self.output_tokens = np.full(len(DOMAINS) + 1, settings.default_output_tokens)
         self.prices = np.array([[spec.price_input, spec.price_cached_input, spec.price_output]])
         self.observations = 0
@@ -195,15 +214,15 @@ class BackendPredictor:
               met_load: tuple[float, float] | None = None) -> None:
         """Update from one finished request's feature row ``x`` (F,) and what was observed.
 
-        ``met_load`` is the (in flight, backlog) the request met when it was sent, which can
-        exceed the row's (batch-mates sent before it); the queueing model learns from it.
+        ``met_load`` is the (in flight, prefill wait) the request met when it was sent, which
+        can exceed the row's (batch-mates sent before it); the queueing model learns from it.
         """
         self.observations += 1
         sample = {k: float(v) for k, v in enumerate(x[:TREE_FEATURES])}
-        if latency_s is not None and self.queueing is not None:
-            inflight, backlog = met_load or (float(x[INFLIGHT]), float(x[BACKLOG]))
-            self.queueing.learn(float(x[UNCACHED]), backlog, inflight, latency_s)
-        elif latency_s is not None:
+        if latency_s is not None:
+            inflight, wait = met_load or (float(x[INFLIGHT]), float(x[WAIT]))
+            self.queueing.learn(float(x[UNCACHED]), wait, inflight, latency_s)
+        if latency_s is not None and not self.predicts_queueing:
             target = math.log(max(latency_s, _MIN_LATENCY_S))
             z = np.r_[1.0, x[_LATENCY_COLUMNS]]
             if self.observations > _RESIDUAL_WARMUP:
@@ -214,7 +233,7 @@ class BackendPredictor:
         self.output_tokens[domain_index] += _OUTPUT_EWMA * (completion_tokens
                                                             - self.output_tokens[domain_index])
         if correct is not None:
-            self.quality_tree.learn_one(sample, bool(correct))
+            self.quality_tree.learn_one({k: float(x[k]) for k in QUALITY_FEATURES}, bool(correct))
 
 
     def _rls_update(self, z: NDArray[np.float64], y: float) -> None:
@@ -233,14 +252,28 @@ class PredictorBank:
 
     def __init__(self, specs: list[BackendSpec], settings: PredictorSettings | None = None) -> None:
         self.settings = settings or PredictorSettings()
-        self.backends = [BackendPredictor(s, self.settings) for s in specs]
+        # one quality tree per model: engines of one model answer alike, and pooling their labels
+        # halves the noise that would otherwise make identical engines look different
+        shared: dict[str, tree.HoeffdingTreeClassifier] = {}
+        self.backends = []
+        for s in specs:
+            first = BackendPredictor(s, self.settings, shared.get(s.model))
+            shared.setdefault(s.model, first.quality_tree)
+            self.backends.append(first)
+        self._models = [s.model for s in specs]
+        names = list(dict.fromkeys(self._models))
+        self._model_of = np.array([names.index(m) for m in self._models], dtype=np.int64)  # (M,)
+        self._model_rep = np.array([self._models.index(m) for m in names], dtype=np.int64)  # one per model
         self.prices = np.array([[s.price_input, s.price_cached_input, s.price_output] for s in specs])
-        self._compiled: list[tuple[CompiledTree, CompiledTree, CompiledTree] | None] = [None] * len(specs)
+        # compiled latency and cost trees per backend; compiled quality trees per model, scored
+        # once per (request, model) on the request's own features
+        self._compiled: list[tuple[CompiledTree, CompiledTree] | None] = [None] * len(specs)
+        self._quality: dict[str, CompiledTree | None] = dict.fromkeys(self._models)
         self._forests: tuple[Forest, Forest, Forest] | None = None
         # Stacked per-backend parameters, kept current by learn() so predict() need not rebuild them.
         self._theta = np.stack([b.theta for b in self.backends])  # (M, 4)
         self._queueing = self.settings.latency_model == "queueing"
-        self._rates = np.stack([b.queueing.theta if b.queueing else b.theta for b in self.backends])
+        self._rates = np.stack([b.queueing.theta for b in self.backends])  # (M, 4): t0, s, b, q
         self._output_tokens = np.stack([b.output_tokens for b in self.backends])  # (M, domains + 1)
 
     def learn(self, backend: int, x: NDArray[np.float64], domain_index: int, latency_s: float | None,
@@ -250,10 +283,11 @@ class PredictorBank:
         predictor = self.backends[backend]
         predictor.learn(x, domain_index, latency_s, cost, completion_tokens, correct, met_load)
         self._theta[backend] = predictor.theta
-        if predictor.queueing is not None:
-            self._rates[backend] = predictor.queueing.theta
+        self._rates[backend] = predictor.queueing.theta
         self._output_tokens[backend] = predictor.output_tokens
         self._compiled[backend] = None
+        if correct is not None:
+            self._quality[self._models[backend]] = None
         self._forests = None
 
     def _forest_set(self) -> tuple[Forest, Forest, Forest]:
@@ -261,23 +295,37 @@ class PredictorBank:
             for i, b in enumerate(self.backends):
                 if self._compiled[i] is None:
                     self._compiled[i] = (compile_tree(b.latency_tree, False),
-                                         compile_tree(b.cost_tree, False),
-                                         compile_tree(b.quality_tree, True))
+                                         compile_tree(b.cost_tree, False))
+            for j in self._model_rep.tolist():
+                if self._quality[self._models[j]] is None:
+                    self._quality[self._models[j]] = compile_tree(
+                        self.backends[j].quality_tree, True, prior_weight=self.settings.quality_prior_weight)
             compiled = [c for c in self._compiled if c is not None]
-            self._forests = tuple(Forest([c[k] for c in compiled]) for k in range(3))  # type: ignore[assignment]
+            latency, cost = (Forest([c[k] for c in compiled]) for k in range(2))
+            quality = [self._quality[self._models[j]] for j in self._model_rep.tolist()]
+            self._forests = (latency, cost, Forest([t for t in quality if t is not None]))
         assert self._forests is not None
         return self._forests
+
+    def prefill_clock(self, backend: int) -> tuple[float, float]:
+        """``(t0, s)`` of a backend's queueing model: first-token overhead (s) and prefill s/k-token.
+
+        The router runs each backend's prefill clock (:mod:`mercato.gateway.core.load`) on them.
+        """
+        t0, rate = self._rates[backend, :2]
+        return float(t0), float(rate)
 
     def load_slope(self, x: NDArray[np.float64], latency_s: NDArray[np.float64]) -> NDArray[np.float64]:
         """(N, M) predicted extra TTFT (s) per further request in flight at each pair's backend.
 
-        The queueing model's ``b * u + q``: a further request queues behind a prefill like this
-        pair's own (``u``, its uncached k-tokens) and decodes beside it; for the log-linear
+        The queueing model's ``b * s * u + q``: a further request queues behind a prefill like
+        this pair's own (``u``, its uncached k-tokens) and decodes beside it; for the log-linear
         model the derivative of ``exp(linear)`` in the in-flight and utilisation columns,
         floored at 0 (it can learn a negative load effect, which would invite piling up).
         """
         if self._queueing:
-            return self._rates[None, :, 2] * x[:, :, UNCACHED] + self._rates[None, :, 3]
+            rates = self._rates
+            return rates[None, :, 2] * rates[None, :, 1] * x[:, :, UNCACHED] + rates[None, :, 3]
         per_request = self._theta[None, :, 2] + self._theta[None, :, 3] / np.maximum(x[:, :, CAPACITY], 1.0)
         return np.maximum(latency_s * per_request, 0.0)
 
@@ -285,7 +333,7 @@ class PredictorBank:
         """Estimates for every pair of ``x`` (N, M, F); ``domain_index`` (N,) picks output priors."""
         latency_f, cost_f, quality_f = self._forest_set()
         if self._queueing:
-            terms = latency_terms(x[:, :, UNCACHED], x[:, :, BACKLOG], x[:, :, INFLIGHT])
+            terms = latency_terms(x[:, :, UNCACHED], x[:, :, WAIT], x[:, :, INFLIGHT])
             latency = np.maximum(np.einsum("nmk,mk->nm", terms, self._rates), _MIN_LATENCY_S)
         else:
             theta = self._theta
@@ -294,5 +342,6 @@ class PredictorBank:
             latency = np.exp(linear + latency_f.value[latency_f.leaves(x)])
         out_tokens = self._output_tokens[:, domain_index].T  # (N, M)
         cost = np.maximum(baseline_cost(self.prices, x, out_tokens) + cost_f.value[cost_f.leaves(x)], 0.0)
-        quality = quality_f.value[quality_f.leaves(x)]
+        per_model = quality_f.value[quality_f.leaves(x[:, self._model_rep])]  # (N, models)
+        quality = per_model[:, self._model_of]
         return Predictions(latency, cost, quality)

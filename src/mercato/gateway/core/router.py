@@ -41,7 +41,7 @@ class RouterSettings:
     predictor: PredictorSettings = field(default_factory=PredictorSettings)
     max_sessions_per_backend: int = 50_000
     seed: int = 0
-    congestion: bool = False  # price each round's own queueing in the auction (slot penalties)
+    congestion: bool = True  # price each round's own queueing in the auction (slot penalties)
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,10 @@ class _Pending:
     batch: _BatchEstimates
     row: int
     started: set[int] = field(default_factory=set)
-    met_load: dict[int, tuple[float, float]] = field(default_factory=dict)  # (in flight, backlog) met
+    met_load: dict[int, tuple[float, float]] = field(default_factory=dict)  # (in flight, wait s) met
+    # per backend: when it was sent, when its first token was due by the clock, the clock's shift
+    # then, and the prefill time it added to the clock
+    clock: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,16 +123,16 @@ class Router:
         self.totals = RouterTotals()
 
     # ---- routing -------------------------------------------------------------------------
-    def market(self, batch: list[RouteRequest]) -> Market:
-        """The market a batch would be routed in now, built without routing it."""
-        return self._markets.build(batch)
+    def market(self, batch: list[RouteRequest], now: float = 0.0) -> Market:
+        """The market a batch would be routed in at ``now``, built without routing it."""
+        return self._markets.build(batch, now)
 
     def route(self, batch: list[RouteRequest], now: float) -> list[Decision]:
         """Decide a ranked backend list and a price for every request of the micro-batch."""
         if not batch:
             return []
         self.load.arrived(len(batch), now)
-        market = self._markets.build(batch)
+        market = self._markets.build(batch, now)
         ctx = market.context
         alloc = self.policy.allocate(ctx)
         welfare = ctx.welfare
@@ -191,16 +194,22 @@ class Router:
         pending = self._pending.get(decision.request.request_id)
         if pending is not None and j not in pending.started:
             pending.started.add(j)
-            pending.met_load[j] = (float(self.load.inflight[j]), float(self.load.backlog[j]))
-            self.load.dispatched(j, now, self._uncached(pending, j))
+            load = self.load
+            pending.met_load[j] = (float(load.inflight[j]), float(load.prefill_wait(now)[j]))
+            t0, rate = self.predictors.prefill_clock(j)
+            prefill_s = rate * self._uncached(pending, j)
+            prefill_end = load.dispatched(j, now, prefill_s)
+            pending.clock[j] = (now, prefill_end + t0, float(load.shift[j]), prefill_s)
 
-    def release(self, decision: Decision, backend: str) -> None:
-        """``backend`` gave up on the request (failover): it no longer counts as in flight there."""
+    def release(self, decision: Decision, backend: str, now: float) -> None:
+        """``backend`` gave up on the request (failover): it no longer counts as in flight there,
+        and the prefill it was queued for will not happen (the clock moves back by it)."""
         j = self.index[backend]
         pending = self._pending.get(decision.request.request_id)
         if pending is not None and j in pending.started:
             pending.started.discard(j)
-            self.load.released(j, self._uncached(pending, j))
+            self.load.released(j)
+            self.load.resync(j, now, -pending.clock.pop(j)[3])
 
     def finish(self, decision: Decision, obs: Observation, now: float) -> LedgerRecord | None:
         """Learn from what happened and write the accounting record (None when it failed)."""
@@ -210,11 +219,14 @@ class Router:
             raise ValueError(f"request {req.request_id!r} is not pending (finished twice?)")
         est, i = pending.batch, pending.row
         for j in pending.started:
-            self.load.released(j, self._uncached(pending, j))
+            self.load.released(j)
         if not obs.ok:
             self.totals.failed += 1
             return None
         j = self.index[obs.backend]
+        if obs.ttft_s is not None and j in pending.clock:
+            sent, due, shift, _ = pending.clock[j]
+            self.load.resync(j, now, sent + obs.ttft_s - (due + float(self.load.shift[j]) - shift))
         spec = self.backends[j]
         cost = spec.cost(obs.prompt_tokens, obs.cached_tokens, obs.completion_tokens)
         self.predictors.learn(

@@ -158,7 +158,7 @@ class RoutingCore(Protocol):
         """The request is in flight at ``backend``."""
         ...
 
-    def release(self, decision: Decision, backend: str) -> None:
+    def release(self, decision: Decision, backend: str, now: float) -> None:
         """``backend`` gave the request up (failover)."""
         ...
 

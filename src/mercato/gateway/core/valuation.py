@@ -7,14 +7,18 @@ Units: everything is in **credits**, the currency backends price tokens in. A bu
 
 where ``P_ij`` is the predicted probability of a correct answer, ``L_ij`` the predicted TTFT in
 seconds, ``Q`` = 200 credits (the value of a surely correct answer at b = 1, delta = 1) and
-``K`` = 100 credits per second of waiting. The IEMAS reference used Q = 100 and K = 5 against a
-cost of 0.02 per token with all prices equal. mercato's engine prices are real list prices
+``K`` = 1000 credits per second of waiting. The IEMAS reference used Q = 100 and K = 5 against
+a cost of 0.02 per token with all prices equal. mercato's engine prices are real list prices
 (1 credit = 1e-6 USD, 0.03-0.29 credits per input token) that differ across backends: Q is
 doubled so that a typical 1k-token request to a small or medium model keeps positive welfare at
-bid 1, and K is set so that, at delta = 0.5, one second of waiting weighs 50 credits, about the
-price of a 1k-token uncached request to an 8B model. With IEMAS's K, price differences swamp
-latency entirely and the auction piles every request onto the cheapest backend. The
-service cost is the predicted IEMAS Eq. 6 cost ``c_ij`` in credits, and the auction maximises
+bid 1. K is a value of time: at delta = 0.5 one second of waiting weighs 500 credits, i.e.
+$0.0005, or $1.80 per hour of a person waiting, far below what a person's time is worth, so
+the default buyer is a patient one. Put the other way, 100 ms of TTFT weighs as much as the
+price of a 1k-token uncached prompt to an 8B model. The default was 100 until issue 13; at
+that value 1 s of waiting weighed less than the price gap between two engines for one long
+prompt, and the auction queued whole bursts of cold prompts on the cheapest engines (see
+docs/routing.md for the measured trade-off at 100, 300 and 1000). The service cost is the
+predicted IEMAS Eq. 6 cost ``c_ij`` in credits, and the auction maximises
 ``w_ij = v_ij - c_ij``. A deadline is hard: pairs predicted to miss it are not offered.
 """
 
@@ -31,7 +35,7 @@ class ValuationSettings:
     """Scales of IEMAS Eq. 1 in credits."""
 
     quality_value: float = 200.0
-    latency_penalty_per_s: float = 100.0
+    latency_penalty_per_s: float = 1000.0
 
 
 def buyer_values(bids: NDArray[np.float64], deltas: NDArray[np.float64], quality: NDArray[np.float64],

@@ -33,6 +33,7 @@ def router_settings(config: GatewayConfig) -> RouterSettings:
         predictor=PredictorSettings(**config.predictor.model_dump()),
         max_sessions_per_backend=config.prefix.max_sessions_per_backend,
         seed=config.policy.seed,
+        congestion=config.policy.congestion,
     )
 
 

@@ -4,6 +4,12 @@ When a batch flushes is the core's :class:`~mercato.gateway.core.batching.Batchi
 same rule the virtual clock follows. The queue is bounded; a request that finds it full is
 refused at once with :class:`QueueFullError` (the app answers 429 with ``Retry-After``)
 instead of waiting without bound.
+
+Admission: when ``room()`` says the fleet can take no more (every engine slot busy and its queue
+as deep as allowed), requests stay here, first in first out, instead of piling up in the
+engines' queues; :meth:`MicroBatcher.wake` lets them on as soon as a request finishes. A request
+held longer than ``max_hold_s`` is refused with :class:`OverloadedError` (429 with
+``Retry-After``), so under overload nobody waits without bound and nobody is overtaken.
 """
 
 from __future__ import annotations
@@ -30,6 +36,14 @@ class QueueFullError(Exception):
         self.retry_after_s = retry_after_s
 
 
+class OverloadedError(Exception):
+    """The fleet stayed full for the whole of a request's allowed hold; retry later."""
+
+    def __init__(self, held_s: float, retry_after_s: int) -> None:
+        super().__init__(f"every backend stayed busy for {held_s:.1f} s; the gateway is overloaded")
+        self.retry_after_s = retry_after_s
+
+
 @dataclass
 class _Pending(Generic[T, R]):
     item: T
@@ -43,12 +57,19 @@ class MicroBatcher(Generic[T, R]):
     ``flush`` runs on the event loop thread and must return one result per item, in order (the
     Router's ``route`` does: it is quick and single-threaded by design). If it raises, every
     item of that batch gets the exception. ``on_batch(size, seconds)`` observes each flush.
+    ``room()``, when given, is how many more requests may be routed now; the rest are held, at
+    most ``max_hold_s`` each.
     """
 
     def __init__(self, flush: Callable[[list[T]], Sequence[R]], rule: BatchingRule | None = None,
-                 queue_limit: int = 4096, on_batch: Callable[[int, float], None] | None = None) -> None:
+                 queue_limit: int = 4096, on_batch: Callable[[int, float], None] | None = None,
+                 room: Callable[[], int] | None = None, max_hold_s: float = math.inf) -> None:
         if queue_limit < 1:
             raise ValueError("queue_limit must be >= 1")
+        if not max_hold_s > 0:
+            raise ValueError("max_hold_s must be > 0")
+        self._room = room
+        self.max_hold_s = max_hold_s
         self._flush_fn = flush
         self.rule = rule or BatchingRule()
         self.queue_limit = queue_limit
@@ -96,14 +117,23 @@ class MicroBatcher(Generic[T, R]):
             self._flush_scheduled = True
             loop.call_soon(self._flush)
 
+    def wake(self) -> None:
+        """Room may have opened (a request finished): let held requests on."""
+        if self._queue and self._room is not None:
+            self._schedule_flush(asyncio.get_running_loop())
+
     def _flush(self) -> None:
         """Hand one batch to ``flush``; re-arm for what is left."""
         self._flush_scheduled = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        self._refuse_overdue(now)
+        room = self.rule.max_batch if self._room is None else min(self.rule.max_batch, self._room())
         batch: list[_Pending[T, R]] = []
-        while self._queue and len(batch) < self.rule.max_batch:
+        while self._queue and len(batch) < room:
             pending = self._queue.popleft()
             if not pending.future.done():  # a client that went away is not allocated
                 batch.append(pending)
@@ -111,7 +141,20 @@ class MicroBatcher(Generic[T, R]):
             self._run(batch)
         if not self._queue:
             return
-        self._arm(asyncio.get_running_loop())
+        if room <= 0:  # held: wait for wake(), or refuse the head when its hold runs out
+            if math.isfinite(self.max_hold_s):
+                delay = self._queue[0].queued_at + self.max_hold_s - now
+                self._timer = loop.call_later(max(delay, 0.0), self._flush)
+            return
+        self._arm(loop)
+
+    def _refuse_overdue(self, now: float) -> None:
+        """Fail the requests held past ``max_hold_s`` (the oldest are at the head)."""
+        while self._queue and now - self._queue[0].queued_at >= self.max_hold_s:
+            pending = self._queue.popleft()
+            if not pending.future.done():
+                pending.future.set_exception(
+                    OverloadedError(now - pending.queued_at, max(1, math.ceil(self.max_hold_s))))
 
     def _run(self, batch: list[_Pending[T, R]]) -> None:
         start = time.perf_counter()

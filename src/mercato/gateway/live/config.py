@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mercato.gateway.core.policies import POLICY_NAMES
 from mercato.gateway.core.predictors import PredictorSettings
+from mercato.gateway.core.router import RouterSettings
 from mercato.gateway.core.valuation import ValuationSettings
 
 NonNegative = Annotated[float, Field(ge=0.0)]
@@ -91,11 +92,18 @@ class BackendConfig(_Section):
 
 
 class BatchingConfig(_Section):
-    """Micro-batcher: flush at ``max_batch_size`` or ``max_wait_ms`` after the first queued request."""
+    """Micro-batcher: flush at ``max_batch_size`` or ``max_wait_ms`` after the first queued request.
+
+    Admission: at most ``max_inflight_per_slot`` requests per engine slot (healthy backends'
+    ``capacity``) are routed and unfinished at once; the rest wait here, first in first out, for
+    at most ``max_hold_ms``, then get 429 with Retry-After.
+    """
 
     max_batch_size: Annotated[int, Field(ge=1)] = 16
     max_wait_ms: NonNegative = 10.0
     queue_limit: Annotated[int, Field(ge=1)] = 4096
+    max_inflight_per_slot: Positive = 2.0
+    max_hold_ms: Positive = 5000.0
 
 
 class PolicyConfig(_Section):
@@ -103,6 +111,7 @@ class PolicyConfig(_Section):
 
     name: str = "auction"
     seed: int = 0
+    congestion: bool = RouterSettings.congestion  # the auction prices each round's own queueing
 
     @field_validator("name")
     @classmethod
@@ -135,6 +144,8 @@ class PredictorConfig(_Section):
     max_depth: Annotated[int, Field(ge=1)] = PredictorSettings.max_depth
     split_confidence: Annotated[float, Field(gt=0.0, lt=1.0)] = PredictorSettings.split_confidence
     default_output_tokens: Positive = PredictorSettings.default_output_tokens
+    latency_model: Literal["queueing", "log_linear_tree"] = "queueing"
+    quality_prior_weight: Positive = PredictorSettings.quality_prior_weight
 
 
 class PrefixConfig(_Section):

@@ -32,7 +32,7 @@ from mercato.gateway.core.types import (
 )
 from mercato.gateway.live.assemble import batching_rule, build_router
 from mercato.gateway.live.backends import BackendPool, Forwarding
-from mercato.gateway.live.batcher import MicroBatcher, QueueFullError
+from mercato.gateway.live.batcher import MicroBatcher, OverloadedError, QueueFullError
 from mercato.gateway.live.config import GatewayConfig
 from mercato.gateway.live.errors import APIError
 from mercato.gateway.live.ledger import GroupCommitter, SQLiteAccountingStore
@@ -77,8 +77,12 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.pool = BackendPool(config, self._on_health)
         b = config.batching
+        self.outstanding = 0  # requests routed and not yet settled
+        self._capacity = {bc.name: bc.capacity for bc in config.backends}
+        self._healthy = set(self._capacity)
         self.batcher: MicroBatcher[RouteRequest, Decision] = MicroBatcher(
-            self._route, batching_rule(config), b.queue_limit, on_batch=self._on_batch)
+            self._route, batching_rule(config), b.queue_limit, on_batch=self._on_batch,
+            room=self._room, max_hold_s=b.max_hold_ms / 1000.0)
         self.models = sorted({bc.model for bc in config.backends})
         self._keys = {_key_digest(k): buyer for k, buyer in config.api_keys.items()}
         for name, backend in self.pool.backends.items():
@@ -111,7 +115,27 @@ class Gateway:
         flushed = time.perf_counter()
         for req in batch:
             req.extra["batch_wait_s"] = flushed - req.extra["queued_at"]
-        return self.router.route(batch, time.time())
+        decisions = self.router.route(batch, time.time())
+        self.outstanding += len(decisions)
+        return decisions
+
+    def _room(self) -> int:
+        """How many more requests may be routed now (admission; see ``BatchingConfig``).
+
+        With no healthy backend there is nothing to wait for: routing answers 503 at once.
+        """
+        slots = sum(self._capacity[name] for name in self._healthy)
+        if slots == 0:
+            return self.config.batching.max_batch_size
+        return int(self.config.batching.max_inflight_per_slot * slots) - self.outstanding
+
+    def _settled(self) -> None:
+        self.outstanding -= 1
+        self.batcher.wake()
+
+    def dispatch(self, decision: Decision) -> Dispatch:
+        """The request's path through its ranked backends, counted for admission until settled."""
+        return Dispatch(self.router, decision, time.time, self._settled)
 
     def _on_batch(self, size: int, seconds: float) -> None:
         self.metrics.batch_size.observe(size)
@@ -120,6 +144,11 @@ class Gateway:
     def _on_health(self, backend: str, healthy: bool) -> None:
         log.warning("backend %s is now %s", backend, "healthy" if healthy else "unhealthy (circuit open)")
         self.router.set_health(backend, healthy)
+        if healthy:
+            self._healthy.add(backend)
+            self.batcher.wake()
+        else:
+            self._healthy.discard(backend)
 
     # ---- request pieces --------------------------------------------------------------------
     def authenticate(self, headers: Mapping[str, str]) -> str | None:
@@ -174,11 +203,14 @@ class Gateway:
             raise APIError(429, f"{err}; retry after {err.retry_after_s} s", code="queue_full",
                            headers={"retry-after": str(err.retry_after_s)}) from None
         try:
-            dispatch = Dispatch(self.router, await future, time.time)
+            dispatch = self.dispatch(await future)
+        except OverloadedError as err:
+            raise APIError(429, f"{err}; retry after {err.retry_after_s} s", code="overloaded",
+                           headers={"retry-after": str(err.retry_after_s)}) from None
         except asyncio.CancelledError:
             # The client left after its batch was routed: close the decision so the router forgets it.
             if future.done() and not future.cancelled() and future.exception() is None:
-                Dispatch(self.router, future.result(), time.time).fail("client went away")
+                self.dispatch(future.result()).fail("client went away")
             raise
         if not dispatch.ranking:
             dispatch.fail("no eligible backend")

@@ -23,6 +23,7 @@ from mercato.engine.chat import render_chat
 from mercato.engine.tokenizer import count_tokens
 from mercato.gateway.core.batching import BatchingRule
 from mercato.gateway.core.lifecycle import Dispatch
+from mercato.gateway.core.policies import Policy
 from mercato.gateway.core.router import Router, RouterSettings
 from mercato.gateway.core.types import (
     BackendSpec,
@@ -79,7 +80,7 @@ def profile_backends(profiles: Sequence[str], max_num_seqs: int = 12) -> list[Ba
 class InProcessCluster:
     """A Router in front of simulated engines, all on one virtual clock."""
 
-    def __init__(self, backends: list[BackendSpec], policy: str = "auction", *,
+    def __init__(self, backends: list[BackendSpec], policy: str | Policy = "auction", *,
                  settings: RouterSettings | None = None, batching: BatchingRule | None = None,
                  gpu_memory_utilization: float = 0.6, seed: int = 0,
                  router: RoutingCore | None = None,

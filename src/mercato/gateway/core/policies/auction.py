@@ -7,12 +7,15 @@ from numpy.typing import NDArray
 
 from mercato.gateway.core.market import BatchContext
 from mercato.gateway.core.policies.base import Allocation, Stateless, greedy_fill
-from mercato.mechanisms import run_vcg_auction
+from mercato.mechanisms import AuctionOutcome, run_vcg_auction
 from mercato.mechanisms.congestion import run_congestion_auction
+from mercato.mechanisms.serve_all import serve_all_shift
 
 
 class AuctionPolicy(Stateless):
-    """IEMAS: exact b-matching on predicted welfare with VCG payments.
+    """IEMAS: exact b-matching on predicted welfare with VCG payments, serving every request.
+
+    ``serve_all=False`` is IEMAS as published: only pairs of positive welfare enter the auction.
 
     A running average of the rounds' market-clearing slot prices warm-starts the next solve:
     consecutive batches of one market clear at similar prices, and the outcome never depends
@@ -22,7 +25,8 @@ class AuctionPolicy(Stateless):
     name = "auction"
     price_smoothing = 0.3  # weight of the newest round in the running average
 
-    def __init__(self) -> None:
+    def __init__(self, serve_all: bool = True) -> None:
+        self.serve_all = serve_all
         self._prices: NDArray[np.float64] | None = None
 
     @property
@@ -35,21 +39,24 @@ class AuctionPolicy(Stateless):
         self._prices = None
 
     def allocate(self, ctx: BatchContext) -> Allocation:
-        """Run the VCG auction; unmatched requests go, unpaid, to the best slots left over.
+        """Run the VCG auction over the allocations that serve every request, when there are any.
 
-        IEMAS sends every unmatched request to its own best backend, ignoring capacity and the
-        other unmatched requests, which piles them onto one server. Here they fill the slots the
-        auction left free, best predicted welfare first, and queue only when none is left.
+        A request whose predicted welfare is negative everywhere (a long prompt at a low bid) is
+        still served, so it stays in the auction (:mod:`mercato.mechanisms.serve_all`) and pays
+        its cost plus the welfare it takes from the others, instead of going to a fallback that
+        ignores congestion. When not every request can be served (more requests than slots, or
+        a model no backend with a slot serves), the plain auction runs and the requests it leaves
+        out fill the slots left over, best predicted welfare first, unpaid, queueing only when
+        none is left (IEMAS sent each to its own best backend and piled them onto one server).
         """
         values = np.where(ctx.allowed, ctx.values, np.nan)
-        warm = self._prices if self._prices is not None and self._prices.shape == values.shape[1:] else None
-        if ctx.slot_penalty is not None:
-            outcome = run_congestion_auction(values, ctx.costs, ctx.slot_penalty, ctx.capacity)
-            warm = None
-        else:
-            outcome = run_vcg_auction(values, ctx.costs, ctx.capacity, warm_prices=warm)
-        a = self.price_smoothing
-        self._prices = outcome.slot_prices if warm is None else (1 - a) * warm + a * outcome.slot_prices
+        shift = None
+        if self.serve_all:
+            spread = 0.0 if ctx.slot_penalty is None else float(ctx.slot_penalty.max(initial=0.0))
+            shift = serve_all_shift(values - ctx.costs, ctx.capacity, spread)
+        outcome = self._auction(ctx, values if shift is None else values + shift[:, None])
+        if shift is not None and not outcome.matched.all():  # model limits: nobody can serve all
+            outcome = self._auction(ctx, values)
         assignment = outcome.assignment.copy()
         unmatched = np.flatnonzero(assignment < 0)
         if unmatched.size:
@@ -57,3 +64,13 @@ class AuctionPolicy(Stateless):
             fallback = greedy_fill(ctx, ctx.values - ctx.costs, rows=unmatched.tolist(), taken=taken)
             assignment[unmatched] = fallback[unmatched]
         return Allocation(assignment, outcome.matched.copy(), outcome.externality.copy())
+
+    def _auction(self, ctx: BatchContext, values: NDArray[np.float64]) -> AuctionOutcome:
+        """One exact solve with payments: congestion-priced slots, or warm-started b-matching."""
+        if ctx.slot_penalty is not None:
+            return run_congestion_auction(values, ctx.costs, ctx.slot_penalty, ctx.capacity)
+        warm = self._prices if self._prices is not None and self._prices.shape == values.shape[1:] else None
+        outcome = run_vcg_auction(values, ctx.costs, ctx.capacity, warm_prices=warm)
+        a = self.price_smoothing
+        self._prices = outcome.slot_prices if warm is None else (1 - a) * warm + a * outcome.slot_prices
+        return outcome
