@@ -19,6 +19,8 @@ does not depend on reports at all, so truthful reporting stays a dominant strate
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -43,16 +45,27 @@ def serve_all_shift(welfare: NDArray[np.float64], capacity: NDArray[np.int64],
     return np.maximum(-low, 0.0) + spread + n * width
 
 
+def serve_all(solve: Callable[[NDArray[np.float64]], AuctionOutcome], values: NDArray[np.float64],
+              costs: NDArray[np.float64], capacity: NDArray[np.int64], spread: float = 0.0) -> AuctionOutcome:
+    """``solve(values)`` over the allocations that serve everyone, or plain when none does.
+
+    ``solve`` is any exact VCG solve of the market (plain, warm-started or congestion-priced).
+    Model limits can leave no complete allocation even when the shift exists; a solve that
+    leaves a row unmatched is then redone without it.
+    """
+    shift = serve_all_shift(values - costs, capacity, spread)
+    if shift is not None:
+        outcome = solve(values + shift[:, None])
+        if outcome.matched.all():
+            return outcome
+    return solve(values)
+
+
 def run_serve_all_auction(values: ArrayLike, costs: ArrayLike, capacity: ArrayLike) -> AuctionOutcome:
     """VCG over the allocations that serve everyone, or the plain auction when none does.
 
     Same arguments and outcome as :func:`mercato.mechanisms.vcg.run_vcg_auction`.
     """
-    v = np.asarray(values, dtype=np.float64)
+    c = np.asarray(costs, dtype=np.float64)
     cap = np.asarray(capacity, dtype=np.int64)
-    shift = serve_all_shift(v - np.asarray(costs, dtype=np.float64), cap)
-    if shift is not None:
-        outcome = run_vcg_auction(v + shift[:, None], costs, cap)
-        if outcome.matched.all():
-            return outcome
-    return run_vcg_auction(v, costs, cap)
+    return serve_all(lambda v: run_vcg_auction(v, c, cap), np.asarray(values, dtype=np.float64), c, cap)

@@ -254,21 +254,20 @@ class PredictorBank:
         self.settings = settings or PredictorSettings()
         # one quality tree per model: engines of one model answer alike, and pooling their labels
         # halves the noise that would otherwise make identical engines look different
-        shared: dict[str, tree.HoeffdingTreeClassifier] = {}
-        self.backends = []
-        for s in specs:
-            first = BackendPredictor(s, self.settings, shared.get(s.model))
-            shared.setdefault(s.model, first.quality_tree)
-            self.backends.append(first)
-        self._models = [s.model for s in specs]
-        names = list(dict.fromkeys(self._models))
-        self._model_of = np.array([names.index(m) for m in self._models], dtype=np.int64)  # (M,)
-        self._model_rep = np.array([self._models.index(m) for m in names], dtype=np.int64)  # one per model
+        models = [s.model for s in specs]
+        names = list(dict.fromkeys(models))
+        self._model_of = np.array([names.index(m) for m in models], dtype=np.int64)  # (M,)
+        self._model_rep = [models.index(m) for m in names]  # the first backend of each model
+        self.backends: list[BackendPredictor] = []
+        for i, s in enumerate(specs):
+            first = self._model_rep[self._model_of[i]]
+            shared = self.backends[first].quality_tree if first < i else None
+            self.backends.append(BackendPredictor(s, self.settings, shared))
         self.prices = np.array([[s.price_input, s.price_cached_input, s.price_output] for s in specs])
         # compiled latency and cost trees per backend; compiled quality trees per model, scored
         # once per (request, model) on the request's own features
         self._compiled: list[tuple[CompiledTree, CompiledTree] | None] = [None] * len(specs)
-        self._quality: dict[str, CompiledTree | None] = dict.fromkeys(self._models)
+        self._quality: list[CompiledTree | None] = [None] * len(names)
         self._forests: tuple[Forest, Forest, Forest] | None = None
         # Stacked per-backend parameters, kept current by learn() so predict() need not rebuild them.
         self._theta = np.stack([b.theta for b in self.backends])  # (M, 4)
@@ -287,7 +286,7 @@ class PredictorBank:
         self._output_tokens[backend] = predictor.output_tokens
         self._compiled[backend] = None
         if correct is not None:
-            self._quality[self._models[backend]] = None
+            self._quality[self._model_of[backend]] = None
         self._forests = None
 
     def _forest_set(self) -> tuple[Forest, Forest, Forest]:
@@ -296,14 +295,14 @@ class PredictorBank:
                 if self._compiled[i] is None:
                     self._compiled[i] = (compile_tree(b.latency_tree, False),
                                          compile_tree(b.cost_tree, False))
-            for j in self._model_rep.tolist():
-                if self._quality[self._models[j]] is None:
-                    self._quality[self._models[j]] = compile_tree(
-                        self.backends[j].quality_tree, True, prior_weight=self.settings.quality_prior_weight)
+            weight = self.settings.quality_prior_weight
+            quality: list[CompiledTree] = []
+            for t, j in zip(self._quality, self._model_rep, strict=True):
+                quality.append(t or compile_tree(self.backends[j].quality_tree, True, prior_weight=weight))
+            self._quality = list(quality)
             compiled = [c for c in self._compiled if c is not None]
             latency, cost = (Forest([c[k] for c in compiled]) for k in range(2))
-            quality = [self._quality[self._models[j]] for j in self._model_rep.tolist()]
-            self._forests = (latency, cost, Forest([t for t in quality if t is not None]))
+            self._forests = (latency, cost, Forest(quality))
         assert self._forests is not None
         return self._forests
 

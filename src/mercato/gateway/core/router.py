@@ -55,17 +55,24 @@ class _BatchEstimates:
     quality: NDArray[np.float64]
 
 
+@dataclass(frozen=True)
+class _Sent:
+    """A request in flight at one backend: the load it met and its place on the prefill clock."""
+
+    met_load: tuple[float, float]  # (in flight, prefill wait in s) when it was sent
+    sent_at: float
+    due: float  # when its first token was due by the clock
+    shift: float  # the clock's running correction then
+    prefill_s: float  # what it added to the clock
+
+
 @dataclass
 class _Pending:
     """What the router remembers about a routed request until it finishes: its batch row."""
 
     batch: _BatchEstimates
     row: int
-    started: set[int] = field(default_factory=set)
-    met_load: dict[int, tuple[float, float]] = field(default_factory=dict)  # (in flight, wait s) met
-    # per backend: when it was sent, when its first token was due by the clock, the clock's shift
-    # then, and the prefill time it added to the clock
-    clock: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)
+    sent: dict[int, _Sent] = field(default_factory=dict)  # backends it is in flight at
 
 
 @dataclass
@@ -192,24 +199,22 @@ class Router:
         """The request is now in flight at ``backend`` (after any failover)."""
         j = self.index[backend]
         pending = self._pending.get(decision.request.request_id)
-        if pending is not None and j not in pending.started:
-            pending.started.add(j)
+        if pending is not None and j not in pending.sent:
             load = self.load
-            pending.met_load[j] = (float(load.inflight[j]), float(load.prefill_wait(now)[j]))
+            met = (float(load.inflight[j]), float(load.prefill_wait(now)[j]))
             t0, rate = self.predictors.prefill_clock(j)
             prefill_s = rate * self._uncached(pending, j)
             prefill_end = load.dispatched(j, now, prefill_s)
-            pending.clock[j] = (now, prefill_end + t0, float(load.shift[j]), prefill_s)
+            pending.sent[j] = _Sent(met, now, prefill_end + t0, float(load.shift[j]), prefill_s)
 
     def release(self, decision: Decision, backend: str, now: float) -> None:
         """``backend`` gave up on the request (failover): it no longer counts as in flight there,
         and the prefill it was queued for will not happen (the clock moves back by it)."""
         j = self.index[backend]
         pending = self._pending.get(decision.request.request_id)
-        if pending is not None and j in pending.started:
-            pending.started.discard(j)
+        if pending is not None and j in pending.sent:
             self.load.released(j)
-            self.load.resync(j, now, -pending.clock.pop(j)[3])
+            self.load.resync(j, now, -pending.sent.pop(j).prefill_s)
 
     def finish(self, decision: Decision, obs: Observation, now: float) -> LedgerRecord | None:
         """Learn from what happened and write the accounting record (None when it failed)."""
@@ -218,15 +223,16 @@ class Router:
         if pending is None:
             raise ValueError(f"request {req.request_id!r} is not pending (finished twice?)")
         est, i = pending.batch, pending.row
-        for j in pending.started:
+        for j in pending.sent:
             self.load.released(j)
         if not obs.ok:
             self.totals.failed += 1
             return None
         j = self.index[obs.backend]
-        if obs.ttft_s is not None and j in pending.clock:
-            sent, due, shift, _ = pending.clock[j]
-            self.load.resync(j, now, sent + obs.ttft_s - (due + float(self.load.shift[j]) - shift))
+        sent = pending.sent.get(j)
+        if obs.ttft_s is not None and sent is not None:
+            due = sent.due + float(self.load.shift[j]) - sent.shift  # with corrections made since
+            self.load.resync(j, now, sent.sent_at + obs.ttft_s - due)
         spec = self.backends[j]
         cost = spec.cost(obs.prompt_tokens, obs.cached_tokens, obs.completion_tokens)
         self.predictors.learn(
@@ -237,7 +243,7 @@ class Router:
             cost,
             obs.completion_tokens,
             obs.correct,
-            met_load=pending.met_load.get(j),
+            met_load=sent.met_load if sent is not None else None,
         )
         self.quality.add(
             est.latency[i, j], obs.ttft_s, est.cost[i, j], cost, est.quality[i, j], obs.correct

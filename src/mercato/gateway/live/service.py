@@ -200,13 +200,11 @@ class Gateway:
         try:
             future = self.batcher.submit(req)
         except QueueFullError as err:
-            raise APIError(429, f"{err}; retry after {err.retry_after_s} s", code="queue_full",
-                           headers={"retry-after": str(err.retry_after_s)}) from None
+            raise _retry_later(err, "queue_full") from None
         try:
             dispatch = self.dispatch(await future)
         except OverloadedError as err:
-            raise APIError(429, f"{err}; retry after {err.retry_after_s} s", code="overloaded",
-                           headers={"retry-after": str(err.retry_after_s)}) from None
+            raise _retry_later(err, "overloaded") from None
         except asyncio.CancelledError:
             # The client left after its batch was routed: close the decision so the router forgets it.
             if future.done() and not future.cancelled() and future.exception() is None:
@@ -260,6 +258,12 @@ class Gateway:
         self.metrics.latency.observe(time.perf_counter() - t0)
         if fw is not None and fw.first_token_at is not None:
             self.metrics.ttft.observe(fw.first_token_at - t0)
+
+
+def _retry_later(err: QueueFullError | OverloadedError, code: str) -> APIError:
+    """429 with ``Retry-After``: the gateway is too busy now, not the request wrong."""
+    return APIError(429, f"{err}; retry after {err.retry_after_s} s", code=code,
+                    headers={"retry-after": str(err.retry_after_s)})
 
 
 def token_counts(req: RouteRequest, fw: Forwarding) -> tuple[int, int, int]:

@@ -9,7 +9,7 @@ from mercato.gateway.core.market import BatchContext
 from mercato.gateway.core.policies.base import Allocation, Stateless, greedy_fill
 from mercato.mechanisms import AuctionOutcome, run_vcg_auction
 from mercato.mechanisms.congestion import run_congestion_auction
-from mercato.mechanisms.serve_all import serve_all_shift
+from mercato.mechanisms.serve_all import serve_all
 
 
 class AuctionPolicy(Stateless):
@@ -50,12 +50,10 @@ class AuctionPolicy(Stateless):
         none is left (IEMAS sent each to its own best backend and piled them onto one server).
         """
         values = np.where(ctx.allowed, ctx.values, np.nan)
-        shift = None
         if self.serve_all:
             spread = 0.0 if ctx.slot_penalty is None else float(ctx.slot_penalty.max(initial=0.0))
-            shift = serve_all_shift(values - ctx.costs, ctx.capacity, spread)
-        outcome = self._auction(ctx, values if shift is None else values + shift[:, None])
-        if shift is not None and not outcome.matched.all():  # model limits: nobody can serve all
+            outcome = serve_all(lambda v: self._auction(ctx, v), values, ctx.costs, ctx.capacity, spread)
+        else:
             outcome = self._auction(ctx, values)
         assignment = outcome.assignment.copy()
         unmatched = np.flatnonzero(assignment < 0)
