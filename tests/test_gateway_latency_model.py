@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mercato.gateway.core.features import N_FEATURES, WAIT
-from mercato.gateway.core.latency import LATENCY_PRIOR, QueueingLatencyModel, latency_terms
+from mercato.gateway.core.latency import LATENCY_PRIOR, QueueingLatencyModel, latency_terms, predict_ttft
 from mercato.gateway.core.predictors import PredictorBank, PredictorSettings
 from mercato.gateway.core.router import Router, RouterSettings
 from mercato.gateway.core.types import BackendSpec, BuyerReport, RouteRequest
@@ -114,3 +114,11 @@ def test_a_handful_of_labels_moves_quality_only_a_little():
         bank.learn(0, np.zeros(N_FEATURES), 0, 0.05, 5.0, 10, True)
     quality = float(bank.predict(np.zeros((1, 1, N_FEATURES)), np.array([0])).quality[0, 0])
     assert quality == pytest.approx((5 + 10) / (5 + 20))  # 20 pseudo-labels, half of them right
+
+
+def test_vectorised_prediction_is_the_models_formula():
+    rng = np.random.default_rng(3)
+    theta = rng.uniform(0.0, 0.2, (5, 4))
+    u, w, n = rng.uniform(0, 4, (3, 7, 5))
+    expected = np.einsum("nmk,mk->nm", latency_terms(u, w, n), theta)
+    np.testing.assert_allclose(predict_ttft(theta, u, w, n), expected, rtol=1e-12)

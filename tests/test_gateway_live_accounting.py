@@ -203,3 +203,31 @@ def test_fast_commits_run_inline_and_the_wal_is_checkpointed_off_the_loop(tmp_pa
     reader.close()
     store.close()
     assert not wal.exists() or wal.stat().st_size == 0  # the last close folds the WAL in
+
+
+def test_fast_store_commits_one_loop_turn_in_one_transaction_and_recovers_from_a_failed_one(tmp_path):
+    store = SQLiteAccountingStore(tmp_path / "ledger.sqlite")  # NORMAL: grouped on the loop
+    groups: list[int] = []
+    write_many = store.record_many
+    fail_next = [True]
+
+    def flaky(recs):
+        groups.append(len(recs))
+        if fail_next[0]:
+            fail_next[0] = False
+            raise sqlite3.OperationalError("disk I/O error")
+        return write_many(recs)
+
+    store.record_many = flaky
+
+    async def main():
+        committer = GroupCommitter(store)
+        failed = await asyncio.gather(*(committer.record(rec(f"f{i}")) for i in range(5)), return_exceptions=True)
+        later = await asyncio.gather(*(committer.record(rec(f"r{i % 20}")) for i in range(40)))
+        return failed, later
+
+    failed, later = asyncio.run(main())
+    assert all(isinstance(r, sqlite3.OperationalError) for r in failed)  # every waiter of the group learns
+    assert sum(later) == 20 and groups == [5, 40]  # one transaction per turn; the next group commits
+    assert store.summary()["overall"]["requests"] == 20
+    store.close()

@@ -10,11 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mercato.mechanisms import AuctionOutcome, run_vcg_auction, run_vcg_auction_naive
+from mercato.mechanisms.bmatching import solve_usable, usable_weights
 from mercato.mechanisms.properties import (
     check_dsic,
     check_individual_rationality,
     check_weak_budget_balance,
 )
+from mercato.mechanisms.vcg import auction_welfare, slot_values
 from strategies import markets
 
 
@@ -43,6 +45,22 @@ def test_fast_payments_equal_naive_scarce_capacity(market):
 @given(markets(max_n=9, max_m=5, sparse=0.75))
 def test_fast_payments_equal_naive_sparse(market):
     assert_same(run_vcg_auction(*market), run_vcg_auction_naive(*market))
+
+
+@settings(max_examples=300)
+@given(markets(max_n=1, max_m=6), st.booleans())
+def test_lone_request_closed_form_is_the_solvers_outcome(market, tie):
+    """One request is decided without the solver; allocation, payments and slot prices must not change."""
+    values, costs, capacity = market
+    if tie and values.shape[1] > 1:  # an exact tie: the solver's own tie-break must decide
+        values[0, 1], costs[0, 1] = values[0, 0], costs[0, 0]
+    fast = run_vcg_auction(values, costs, capacity)
+    weights = usable_weights(auction_welfare(values, costs))
+    solved = solve_usable(weights, capacity)
+    assert fast.assignment.tolist() == solved.tolist()
+    expected_prices = slot_values(weights, solved)
+    np.testing.assert_array_equal(fast.slot_prices, expected_prices)
+    assert_same(fast, run_vcg_auction_naive(values, costs, capacity))
 
 
 def test_fast_payments_equal_naive_larger_instances():

@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.types import ASGIApp
 
 from mercato.engine.chat import render_chat
 from mercato.engine.core import EngineCore, EngineRequest
@@ -160,7 +161,7 @@ async def _stream(engine: RealtimeEngine, ticket: Ticket, env: _Envelope, includ
 
 
 @contextmanager
-def running_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+def running_server(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a background thread; yields the base URL (port 0: a free one).
 
     For tests and demos that need a live engine in-process; the server stops when the block ends.

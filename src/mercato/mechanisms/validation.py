@@ -34,6 +34,11 @@ def as_matrix(name: str, data: ArrayLike, *, allow_nan: bool, allow_neg_inf: boo
 
 def as_capacity(data: ArrayLike, n_agents: int) -> NDArray[np.int64]:
     """Return per-agent capacities as non-negative int64, one per column of the welfare matrix."""
+    if isinstance(data, np.ndarray) and data.dtype.kind in "iu" and data.shape == (n_agents,):
+        if (data < 0).any():  # integers are whole and finite: only the sign is left to check
+            i = int(np.argmax(data < 0))
+            raise ValueError(f"capacity must be non-negative, agent {i} has {data[i]}")
+        return data.astype(np.int64, copy=False)
     try:
         raw = np.asarray(data, dtype=np.float64)
     except (TypeError, ValueError) as exc:

@@ -102,6 +102,31 @@ def slot_values(weights: NDArray[np.float64], assignment: NDArray[np.int64]) -> 
     return value
 
 
+def _lone_request(weights: NDArray[np.float64],
+                  capacity: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.float64]] | None:
+    """Assignment and slot values of a one-request market in closed form, None if it needs the solver.
+
+    A lone request takes its best usable agent with a slot and takes nothing from anyone, and
+    one more slot at agent a is worth ``max(0, w_a - w_best)`` (moving there), or ``w_a`` when
+    the request is unmatched: what :func:`slot_values` computes. This is a gateway's usual
+    round at light load, where the solver's setup would cost more than the decision. Ties go to
+    the solver, so that the tie-break is always the solver's.
+    """
+    if weights.shape[0] != 1 or weights.shape[1] == 0:
+        return None
+    row = weights[0]
+    usable = np.where(capacity > 0, row, 0.0)
+    best = int(np.argmax(usable))
+    top = usable[best]
+    if top <= 0.0:
+        return np.full(1, -1, dtype=np.int64), row.copy()
+    if np.count_nonzero(usable == top) > 1:
+        return None
+    values = np.maximum(row - top, 0.0)
+    values[best] = 0.0
+    return np.array([best], dtype=np.int64), values
+
+
 def _group_max(rows: NDArray[np.float64], starts: NDArray[np.intp]) -> NDArray[np.float64]:
     """Column-wise max of each run of consecutive rows beginning at ``starts``.
 
@@ -152,10 +177,14 @@ def run_vcg_auction(values: ArrayLike, costs: ArrayLike, capacity: ArrayLike, *,
     cap = as_capacity(capacity, w.shape[1])
     warm = None if warm_prices is None else as_prices(warm_prices, w.shape[1])
     weights = usable_weights(w)
-    assignment = solve_usable(weights, cap, warm)
-    if assignment.size == 0 or w.shape[1] == 0:
-        return outcome_from(w, c, assignment, np.zeros(assignment.shape[0]), np.zeros(w.shape[1]))
-    g = slot_values(weights, assignment)
+    lone = _lone_request(weights, cap)
+    if lone is not None:
+        assignment, g = lone
+    else:
+        assignment = solve_usable(weights, cap, warm)
+        if assignment.size == 0 or w.shape[1] == 0:
+            return outcome_from(w, c, assignment, np.zeros(assignment.shape[0]), np.zeros(w.shape[1]))
+        g = slot_values(weights, assignment)
     externality = np.where(assignment >= 0, g[np.maximum(assignment, 0)], 0.0)
     return outcome_from(w, c, assignment, externality, g)
 

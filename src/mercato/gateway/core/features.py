@@ -37,6 +37,7 @@ WAIT = NAMES.index("backend_wait_s")
 QUALITY_FEATURES: tuple[int, ...] = (NAMES.index("prompt_ktok"), NAMES.index("turn"), NAMES.index("max_htok"),
                                      *(NAMES.index(f"domain_{d}") for d in DOMAINS))
 _DOMAIN_INDEX: dict[str | None, int] = {d: i for i, d in enumerate(DOMAINS)}
+_ONE_HOT = np.eye(len(DOMAINS) + 1)[:, :len(DOMAINS)]  # row domain_index(d); unknown domains all zero
 
 
 def domain_index(domain: str | None) -> int:
@@ -67,7 +68,6 @@ def batch_features(prompt_tokens: NDArray[np.float64], turns: NDArray[np.float64
     x[:, :, 8] = backend_rate[None, :]
     x[:, :, 9] = capacity[None, :]
     x[:, :, 10] = (backend_inflight / np.maximum(capacity, 1.0))[None, :]
-    onehot = np.eye(len(DOMAINS) + 1)[domains, :len(DOMAINS)]
-    x[:, :, 11:WAIT] = onehot[:, None, :]
+    x[:, :, 11:WAIT] = _ONE_HOT[domains][:, None, :]
     x[:, :, WAIT] = backend_wait_s[None, :]
     return x

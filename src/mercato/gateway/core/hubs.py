@@ -162,6 +162,10 @@ class HubRouter:
         del self._hub_of[decision.request.request_id]
         return router.finish(decision, obs, now)
 
+    def learn(self) -> int:
+        """Every hub learns what it has queued."""
+        return sum(r.learn() for r in self.routers.values())
+
     def set_health(self, backend: str, healthy: bool) -> None:
         """Forward to the backend's hub."""
         self.routers[self.owner[backend]].set_health(backend, healthy)

@@ -35,6 +35,12 @@ def latency_terms(uncached_ktok: NDArray[np.float64], wait_s: NDArray[np.float64
     return np.stack([np.ones_like(uncached_ktok), uncached_ktok, wait_s, inflight], axis=-1)
 
 
+def predict_ttft(theta: NDArray[np.float64], uncached_ktok: NDArray[np.float64], wait_s: NDArray[np.float64],
+                 inflight: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(N, M) predicted TTFT from per-backend coefficients ``theta`` (M, 4) and (N, M) regressors."""
+    return theta[:, 0] + theta[:, 1] * uncached_ktok + theta[:, 2] * wait_s + theta[:, 3] * inflight
+
+
 class QueueingLatencyModel:
     """Online non-negative least squares of TTFT on :func:`latency_terms`."""
 

@@ -79,12 +79,17 @@ class MarketBuilder:
         self.valuation = valuation
         self.rng = rng
         self.congestion = congestion
-        self._models = np.array([b.model for b in backends])
+        models = np.array([b.model for b in backends])
+        self._serves = {name: models == name for name in set(models.tolist())}
+        self._capacity = load.capacity.astype(np.float64)
 
     def can_serve(self, request: RouteRequest) -> NDArray[np.bool_]:
         """(M,) mask of healthy backends serving the model the request asked for."""
         healthy = self.load.healthy
-        return healthy if request.any_model else healthy & (self._models == request.model)
+        if request.any_model:
+            return healthy
+        serves = self._serves.get(request.model)
+        return healthy & serves if serves is not None else np.zeros_like(healthy)
 
     def build(self, batch: list[RouteRequest], now: float) -> Market:
         """Affinity, features, predictions, values, eligibility and offered slots for ``batch``.
@@ -107,7 +112,7 @@ class MarketBuilder:
             router_rate=load.router_rate,
             backend_inflight=load.inflight.copy(),
             backend_rate=load.backend_rates(),
-            capacity=load.capacity.astype(np.float64),
+            capacity=self._capacity,
             backend_wait_s=load.prefill_wait(now),
         )
         pred = self.predictor.predict(x, domains)

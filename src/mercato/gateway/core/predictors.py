@@ -39,7 +39,7 @@ from mercato.gateway.core.features import (
     UNCACHED,
     WAIT,
 )
-from mercato.gateway.core.latency import QueueingLatencyModel, latency_terms
+from mercato.gateway.core.latency import QueueingLatencyModel, predict_ttft
 from mercato.gateway.core.types import BackendSpec
 
 _MIN_LATENCY_S = 1e-3
@@ -167,7 +167,7 @@ class Forest:
         """Leaf index of every pair of ``x`` (N, M, F), backend j descending tree j."""
         n, m, f = x.shape
         flat = x.reshape(n * m, f)
-        node = np.tile(self.roots, n)
+        node = np.broadcast_to(self.roots, (n, m)).flatten()
         active = np.flatnonzero(self.feature[node] >= 0)
         while active.size:
             nd = node[active]
@@ -269,7 +269,9 @@ class PredictorBank:
         self._compiled: list[tuple[CompiledTree, CompiledTree] | None] = [None] * len(specs)
         self._quality: list[CompiledTree | None] = [None] * len(names)
         self._forests: tuple[Forest, Forest, Forest] | None = None
-        # Stacked per-backend parameters, kept current by learn() so predict() need not rebuild them.
+        # Stacked per-backend parameters, brought up to date for the backends learned from since
+        # (``_dirty``) when next read, so a run of observations costs one least-squares solve.
+        self._dirty: set[int] = set()
         self._theta = np.stack([b.theta for b in self.backends])  # (M, 4)
         self._queueing = self.settings.latency_model == "queueing"
         self._rates = np.stack([b.queueing.theta for b in self.backends])  # (M, 4): t0, s, b, q
@@ -281,13 +283,24 @@ class PredictorBank:
         """Feed one observation to backend ``backend``'s predictors (``met_load``: see BackendPredictor)."""
         predictor = self.backends[backend]
         predictor.learn(x, domain_index, latency_s, cost, completion_tokens, correct, met_load)
-        self._theta[backend] = predictor.theta
-        self._rates[backend] = predictor.queueing.theta
-        self._output_tokens[backend] = predictor.output_tokens
+        self._dirty.add(backend)
         self._compiled[backend] = None
         if correct is not None:
             self._quality[self._model_of[backend]] = None
         self._forests = None
+
+    def refresh(self) -> None:
+        """Bring parameters and compiled trees up to date now (else the next prediction does)."""
+        self._sync()
+        self._forest_set()
+
+    def _sync(self) -> None:
+        for backend in self._dirty:
+            predictor = self.backends[backend]
+            self._theta[backend] = predictor.theta
+            self._rates[backend] = predictor.queueing.theta
+            self._output_tokens[backend] = predictor.output_tokens
+        self._dirty.clear()
 
     def _forest_set(self) -> tuple[Forest, Forest, Forest]:
         if self._forests is None:
@@ -311,6 +324,7 @@ class PredictorBank:
 
         The router runs each backend's prefill clock (:mod:`mercato.gateway.core.load`) on them.
         """
+        self._sync()
         t0, rate = self._rates[backend, :2]
         return float(t0), float(rate)
 
@@ -322,6 +336,7 @@ class PredictorBank:
         model the derivative of ``exp(linear)`` in the in-flight and utilisation columns,
         floored at 0 (it can learn a negative load effect, which would invite piling up).
         """
+        self._sync()
         if self._queueing:
             rates = self._rates
             return rates[None, :, 2] * rates[None, :, 1] * x[:, :, UNCACHED] + rates[None, :, 3]
@@ -330,10 +345,11 @@ class PredictorBank:
 
     def predict(self, x: NDArray[np.float64], domain_index: NDArray[np.int64]) -> Predictions:
         """Estimates for every pair of ``x`` (N, M, F); ``domain_index`` (N,) picks output priors."""
+        self._sync()
         latency_f, cost_f, quality_f = self._forest_set()
         if self._queueing:
-            terms = latency_terms(x[:, :, UNCACHED], x[:, :, WAIT], x[:, :, INFLIGHT])
-            latency = np.maximum(np.einsum("nmk,mk->nm", terms, self._rates), _MIN_LATENCY_S)
+            ttft = predict_ttft(self._rates, x[:, :, UNCACHED], x[:, :, WAIT], x[:, :, INFLIGHT])
+            latency = np.maximum(ttft, _MIN_LATENCY_S)
         else:
             theta = self._theta
             linear = theta[None, :, 0] + sum(x[:, :, c] * theta[:, k + 1]

@@ -42,6 +42,9 @@ class RouterSettings:
     max_sessions_per_backend: int = 50_000
     seed: int = 0
     congestion: bool = True  # price each round's own queueing in the auction (slot penalties)
+    # Queue what finished requests teach the predictors until ``Router.learn()`` (the live
+    # gateway learns between requests, off the response path); False learns inside ``finish``.
+    defer_learning: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,19 @@ class _Sent:
     due: float  # when its first token was due by the clock
     shift: float  # the clock's running correction then
     prefill_s: float  # what it added to the clock
+
+
+@dataclass(frozen=True)
+class _Lesson:
+    """What one served request teaches the predictors, the QoS tracker and the policy."""
+
+    request: RouteRequest
+    observation: Observation
+    backend: int
+    features: NDArray[np.float64]  # (F,) its row at the backend that served it
+    met_load: tuple[float, float] | None
+    cost: float
+    predicted: tuple[float, float, float]  # latency, cost, quality at decision time
 
 
 @dataclass
@@ -127,6 +143,7 @@ class Router:
                                       self.settings.valuation, np.random.default_rng(self.settings.seed),
                                       self.settings.congestion)
         self._pending: dict[str, _Pending] = {}
+        self._lessons: list[_Lesson] = []
         self.totals = RouterTotals()
 
     # ---- routing -------------------------------------------------------------------------
@@ -179,20 +196,20 @@ class Router:
         Returns an (N, K) matrix whose row i holds request i's ranking in its first
         ``count[i]`` entries.
         """
-        n, m = welfare.shape
+        m = welfare.shape[1]
         keep = min(m, MAX_FAILOVER + 1)
-        score = np.where(allowed, np.nan_to_num(welfare, nan=-np.inf), -np.inf)
-        top = np.argpartition(-score, keep - 1, axis=1)[:, :keep]
-        order = np.argsort(-np.take_along_axis(score, top, axis=1), axis=1, kind="stable")
-        candidates = np.take_along_axis(top, order, axis=1)
-        rows = np.arange(n)[:, None]
-        primary = assignment[:, None]
-        has_primary = (primary >= 0) & allowed[rows, np.maximum(primary, 0)]
-        full = np.concatenate([primary, candidates], axis=1)
-        valid = np.concatenate([has_primary, allowed[rows, candidates] & (candidates != primary)], axis=1)
-        order = np.argsort(~valid, axis=1, kind="stable")  # valid entries first, in rank order
-        ranked = np.take_along_axis(full, order, axis=1)[:, :keep]
-        return ranked, np.minimum(valid.sum(axis=1), keep)
+        score = np.where(allowed & ~np.isnan(welfare), welfare, -np.inf)
+        rows = np.flatnonzero(assignment >= 0)
+        primary = assignment[rows]
+        rows, primary = rows[allowed[rows, primary]], primary[allowed[rows, primary]]
+        score[rows, primary] = np.inf  # the allocation's choice first, then by welfare
+        if keep < m:
+            top = np.argpartition(-score, keep - 1, axis=1)[:, :keep]
+            order = np.argsort(-np.take_along_axis(score, top, axis=1), axis=1, kind="stable")
+            ranked = np.take_along_axis(top, order, axis=1)
+        else:
+            ranked = np.argsort(-score, axis=1, kind="stable")
+        return ranked, np.minimum((score > -np.inf).sum(axis=1), keep)
 
     # ---- lifecycle -----------------------------------------------------------------------
     def started(self, decision: Decision, backend: str, now: float) -> None:
@@ -235,19 +252,13 @@ class Router:
             self.load.resync(j, now, sent.sent_at + obs.ttft_s - due)
         spec = self.backends[j]
         cost = spec.cost(obs.prompt_tokens, obs.cached_tokens, obs.completion_tokens)
-        self.predictors.learn(
-            j,
-            est.features[i, j],
-            domain_index(req.domain),
-            obs.ttft_s,
-            cost,
-            obs.completion_tokens,
-            obs.correct,
-            met_load=sent.met_load if sent is not None else None,
-        )
-        self.quality.add(
-            est.latency[i, j], obs.ttft_s, est.cost[i, j], cost, est.quality[i, j], obs.correct
-        )
+        lesson = _Lesson(req, obs, j, est.features[i, j], sent.met_load if sent is not None else None, cost,
+                         (float(est.latency[i, j]), float(est.cost[i, j]), float(est.quality[i, j])))
+        if self.settings.defer_learning:
+            self._lessons.append(lesson)
+        else:
+            self._learn_from(lesson)
+        # The prefix ledger is not deferred: a dialogue's next turn may arrive at once.
         self.ledger.observe(
             obs.backend,
             req.session_id,
@@ -256,7 +267,6 @@ class Router:
             prompt_tokens=obs.prompt_tokens,
             cached_tokens=obs.cached_tokens,
         )
-        self.policy.observe(req, j, obs)
         externality = decision.externality if decision.paid else 0.0
         record = LedgerRecord(
             request_id=req.request_id,
@@ -277,6 +287,26 @@ class Router:
             self.accounting.record(record)
         self._tally(req, obs, record, float(est.quality[i, j]))
         return record
+
+    def learn(self) -> int:
+        """Learn from the requests finished since the last call (``defer_learning``); returns how many.
+
+        The predictors are compiled for the next batch here, so that routing it does not.
+        """
+        lessons, self._lessons = self._lessons, []
+        for lesson in lessons:
+            self._learn_from(lesson)
+        if lessons:
+            self.predictors.refresh()
+        return len(lessons)
+
+    def _learn_from(self, lesson: _Lesson) -> None:
+        req, obs, j = lesson.request, lesson.observation, lesson.backend
+        self.predictors.learn(j, lesson.features, domain_index(req.domain), obs.ttft_s, lesson.cost,
+                              obs.completion_tokens, obs.correct, met_load=lesson.met_load)
+        latency, cost, quality = lesson.predicted
+        self.quality.add(latency, obs.ttft_s, cost, lesson.cost, quality, obs.correct)
+        self.policy.observe(req, j, obs)
 
     def _tally(
         self, req: RouteRequest, obs: Observation, record: LedgerRecord, expected_quality: float
@@ -327,6 +357,7 @@ class Router:
                 for i, n in enumerate(self.names)
             },
             "pending": len(self._pending),
+            "unlearned": len(self._lessons),
             "ledger_sessions": len(self.ledger),
             "ledger_resyncs": self.ledger.resyncs,
             "totals": vars(self.totals).copy(),

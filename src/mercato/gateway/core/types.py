@@ -166,6 +166,10 @@ class RoutingCore(Protocol):
         """Learn from the outcome and account for it."""
         ...
 
+    def learn(self) -> int:
+        """Learn from the requests finished since the last call, when learning is deferred."""
+        ...
+
     def set_health(self, backend: str, healthy: bool) -> None:
         """Circuit-breaker state of a backend."""
         ...

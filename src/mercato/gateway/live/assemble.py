@@ -34,6 +34,7 @@ def router_settings(config: GatewayConfig) -> RouterSettings:
         max_sessions_per_backend=config.prefix.max_sessions_per_backend,
         seed=config.policy.seed,
         congestion=config.policy.congestion,
+        defer_learning=True,  # the gateway learns between requests (Gateway.learn_soon)
     )
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import orjson
 from yarl import URL
 
 from mercato.gateway.live.config import BackendConfig, GatewayConfig
@@ -337,7 +338,7 @@ class Forwarding:
     def _parse(self, data: bytes, start: float) -> dict[str, Any]:
         """One SSE event's JSON, merged into the result; the first content chunk sets the TTFT."""
         try:
-            chunk = json.loads(data)
+            chunk = orjson.loads(data)
         except ValueError:
             raise _Failover(f"unparseable stream chunk {data[:80]!r}") from None
         if not isinstance(chunk, dict) or "error" in chunk:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, TypeVar
+
+import orjson
 
 from mercato.engine.tokenizer import count_tokens
 from mercato.gateway.core.lifecycle import Dispatch
@@ -50,6 +51,9 @@ from mercato.workloads.evaluate import is_correct
 
 log = logging.getLogger("mercato.gateway")
 ANONYMOUS = "anonymous"
+# Finished requests are learned from in one pass at most this often: off the response path, and
+# one least-squares solve and tree compilation per pass instead of per request.
+LEARN_INTERVAL_S = 0.02
 T = TypeVar("T")
 
 
@@ -90,6 +94,7 @@ class Gateway:
                                        lambda b=backend: float(b.breaker.state))
         self.metrics.watch_queue(lambda: len(self.batcher))
         self._health_task: asyncio.Task[None] | None = None
+        self._learning: asyncio.TimerHandle | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -104,6 +109,9 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
         self.batcher.close()
+        if self._learning is not None:
+            self._learning.cancel()
+        self._learn()
         await self.pool.aclose()
         if self.committer is not None:
             await self.committer.aclose()
@@ -132,6 +140,13 @@ class Gateway:
     def _settled(self) -> None:
         self.outstanding -= 1
         self.batcher.wake()
+        if self._learning is None:
+            self._learning = asyncio.get_running_loop().call_later(LEARN_INTERVAL_S, self._learn)
+
+    def _learn(self) -> None:
+        """The router learns from what finished since the last pass (see ``defer_learning``)."""
+        self._learning = None
+        self.router.learn()
 
     def dispatch(self, decision: Decision) -> Dispatch:
         """The request's path through its ranked backends, counted for admission until settled."""
@@ -363,7 +378,7 @@ async def stream(gw: Gateway, chat: ChatRequest, dispatch: Dispatch,
                 settled = True
                 gw.settle(dispatch, fw, err.message)
             gw.observe(err.status, True, t0, fw)
-            yield b"data: " + json.dumps(err.body()).encode() + b"\n\n"
+            yield b"data: " + orjson.dumps(err.body()) + b"\n\n"
         finally:
             if not settled:
                 gw.settle(dispatch, fw, "client went away")

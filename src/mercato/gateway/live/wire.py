@@ -13,12 +13,13 @@ Three jobs, kept apart from the HTTP plumbing so they are testable on plain data
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from mercato.engine.chat import render_chat
 from mercato.gateway.core.types import AUTO_MODEL, BuyerReport
@@ -88,8 +89,8 @@ def _optional_positive_int(body: Mapping[str, Any], key: str) -> int | None:
 def parse_chat_request(raw: bytes) -> ChatRequest:
     """Validate a ``/v1/chat/completions`` body; raises :class:`APIError` (400) naming the field."""
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
         raise bad_request(f"the request body is not valid JSON: {err}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object", code="invalid_json")
@@ -231,7 +232,7 @@ def backend_body(chat: ChatRequest, model: str, forward_extension: bool) -> byte
     body.pop("mercato", None)
     if forward_extension and extension:
         body["mercato"] = extension
-    return json.dumps(body, separators=(",", ":")).encode()
+    return orjson.dumps(body)
 
 
 @dataclass
