@@ -222,7 +222,8 @@ def test_fast_store_commits_one_loop_turn_in_one_transaction_and_recovers_from_a
 
     async def main():
         committer = GroupCommitter(store)
-        failed = await asyncio.gather(*(committer.record(rec(f"f{i}")) for i in range(5)), return_exceptions=True)
+        failed = await asyncio.gather(*(committer.record(rec(f"f{i}")) for i in range(5)),
+                                      return_exceptions=True)
         later = await asyncio.gather(*(committer.record(rec(f"r{i % 20}")) for i in range(40)))
         return failed, later
 

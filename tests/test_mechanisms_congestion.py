@@ -66,6 +66,20 @@ def test_allocation_is_the_welfare_optimum_over_congestible_slots(seed):
     assert out.welfare == pytest.approx(best, abs=1e-9)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_capacities_beyond_the_batch_need_penalties_only_for_its_size(seed):
+    """N requests fill at most N slots of an agent: ranks past N are never solved over."""
+    rng, values, costs, _ = _market(seed, 3, 2)
+    capacity = np.array([8, 5])
+    full = np.cumsum(rng.uniform(0, 2, (3, 2, 8)), axis=2)  # non-decreasing in the rank
+    short = run_congestion_auction(values, costs, full[:, :, :3], capacity)
+    long = run_congestion_auction(values, costs, full, capacity)
+    best = _brute_force(lambda i, a, k: values[i, a] - costs[i, a] - full[i, a, k], 3, 2, capacity)
+    assert short.welfare == pytest.approx(best, abs=1e-9)
+    assert short.assignment.tolist() == long.assignment.tolist()
+    np.testing.assert_allclose(short.payments, long.payments, atol=1e-9)
+
+
 @pytest.mark.parametrize("seed", range(15))
 def test_no_buyer_gains_by_misreporting_its_bid(seed):
     # A buyer's value and its congestion penalty both scale with its bid: truthful reporting is

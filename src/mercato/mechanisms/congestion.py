@@ -39,17 +39,19 @@ def run_congestion_auction(values: ArrayLike, costs: ArrayLike, penalty: ArrayLi
     """Exact allocation over congestible slots with Clarke-pivot payments.
 
     ``values``, ``costs`` as in :func:`mercato.mechanisms.vcg.run_vcg_auction` (N, M);
-    ``penalty`` (N, M, S) with S >= every capacity, each ``penalty[i, a]`` finite, >= 0 and
-    non-decreasing in the slot rank. ``slot_prices[a]`` is the least externality paid at agent a
-    (0 where none is matched).
+    ``penalty`` (N, M, S) with S >= min(largest capacity, N), each ``penalty[i, a]`` finite, >= 0
+    and non-decreasing in the slot rank. ``slot_prices[a]`` is the least externality paid at agent
+    a (0 where none is matched). N requests fill at most N slots of an agent, and penalties never
+    fall with the rank, so only an agent's first min(capacity, N) slots are ever worth solving over.
     """
     w = auction_welfare(values, costs)
     c = np.asarray(costs, dtype=np.float64)
     n, m = w.shape
-    cap = as_capacity(capacity, m)
+    cap = np.minimum(as_capacity(capacity, m), n)
     p = np.asarray(penalty, dtype=np.float64)
     if p.shape[:2] != (n, m) or p.ndim != 3 or (m and p.shape[2] < cap.max(initial=0)):
-        raise ValueError(f"penalty must have shape ({n}, {m}, S), S >= the largest capacity; got {p.shape}")
+        raise ValueError(f"penalty must have shape ({n}, {m}, S), S >= min(largest capacity, N); "
+                         f"got {p.shape}")
     if not np.isfinite(p).all() or (p < 0).any() or (np.diff(p, axis=2) < 0).any():
         raise ValueError("penalty must be finite, >= 0 and non-decreasing in the slot rank")
     weights, agent = _slot_weights(w, p, cap)

@@ -20,6 +20,8 @@ def as_matrix(name: str, data: ArrayLike, *, allow_nan: bool, allow_neg_inf: boo
         raise ValueError(f"{name} must be numeric: {exc}") from None
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (N requests, M agents) array, got shape {arr.shape}")
+    if np.isfinite(arr).all():  # the usual case: one pass, nothing to name
+        return arr
     if not allow_nan and np.isnan(arr).any():
         i, j = np.argwhere(np.isnan(arr))[0]
         raise ValueError(f"{name} contains NaN at ({i}, {j})")

@@ -60,7 +60,7 @@ def auction_welfare(values: ArrayLike, costs: ArrayLike) -> NDArray[np.float64]:
     v = as_matrix("values", values, allow_nan=True, allow_neg_inf=True)
     c = as_matrix("costs", costs, allow_nan=False, allow_neg_inf=False, allow_pos_inf=True)
     same_shape("values", v, "costs", c)
-    forbidden = np.isnan(v) | np.isneginf(v) | np.isposinf(c)
+    forbidden = ~(v > -np.inf) | (c == np.inf)  # NaN or -inf value, +inf cost
     with np.errstate(invalid="ignore"):
         w = v - c
     w[forbidden] = -np.inf

@@ -130,7 +130,7 @@ class MarketBuilder:
         penalty = None
         if self.congestion and n > 1:
             weight = bids * (1.0 - deltas) * self.valuation.latency_penalty_per_s  # credits per second
-            ranks = np.arange(max(int(capacity.max(initial=0)), 1), dtype=np.float64)
+            ranks = np.arange(max(min(int(capacity.max(initial=0)), n), 1), dtype=np.float64)
             slope = self.predictor.load_slope(x, pred.latency_s)
             penalty = weight[:, None, None] * slope[:, :, None] * ranks[None, None, :]
         ctx = BatchContext(batch, self.backends, allowed, capacity, load.inflight.copy(),

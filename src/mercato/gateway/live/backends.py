@@ -231,9 +231,11 @@ class BackendPool:
 class Forwarding:
     """One request's trip through its ranked backends, and what was measured on the way.
 
-    Iterate :meth:`chunks` to receive the serving backend's chunks as they arrive (the raw JSON
-    bytes and the parsed object). ``restartable`` says whether a stream that breaks after its
-    first chunk may be replayed on the next backend (True for non-streaming clients).
+    Iterate :meth:`chunks` to receive the serving backend's chunks as they arrive: a list of
+    (raw JSON bytes, parsed object) per network read, so that a burst of events costs one pass
+    through the generators and one write to a streaming client, not one per event.
+    ``restartable`` says whether a stream that breaks after its first chunk may be replayed on
+    the next backend (True for non-streaming clients).
     ``on_attempt(name)`` / ``on_abandon(name)`` tell the router where the request is in flight.
     """
 
@@ -257,7 +259,7 @@ class Forwarding:
         """How many times the request moved on to another backend."""
         return len(self.failed_over_to)
 
-    async def chunks(self) -> AsyncIterator[tuple[bytes, dict[str, Any]]]:
+    async def chunks(self) -> AsyncIterator[list[tuple[bytes, dict[str, Any]]]]:
         """Chunks of the backend that serves the request; raises :class:`APIError` when none can."""
         candidates = [n for n in self.ranking if n in self.pool.backends]
         for position, name in enumerate(candidates):
@@ -291,7 +293,7 @@ class Forwarding:
         async for _ in self.chunks():
             pass
 
-    async def _serve(self, backend: Backend) -> AsyncIterator[tuple[bytes, dict[str, Any]]]:
+    async def _serve(self, backend: Backend) -> AsyncIterator[list[tuple[bytes, dict[str, Any]]]]:
         cfg = backend.config
         body = backend_body(self.chat, cfg.model, cfg.forward_extension)
         start = time.perf_counter()
@@ -308,6 +310,7 @@ class Forwarding:
             tail = b""
             async for received in response.content.iter_any():
                 *lines, tail = (tail + received).split(b"\n")
+                events = []
                 for line in lines:
                     if done or not line.startswith(b"data:"):
                         continue
@@ -315,9 +318,11 @@ class Forwarding:
                     if data == b"[DONE]":
                         done = True
                         continue
-                    yield data, self._parse(data, start)
+                    events.append((data, self._parse(data, start)))
+                if events:
+                    yield events
             if tail.startswith(b"data:") and not done and (data := tail[5:].strip()) != b"[DONE]":
-                yield data, self._parse(data, start)  # a last event without its newline
+                yield [(data, self._parse(data, start))]  # a last event without its newline
         except (aiohttp.ClientError, TimeoutError) as err:
             self.served = None
             self.pool.record_failure(backend)

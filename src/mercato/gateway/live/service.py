@@ -354,19 +354,18 @@ async def stream(gw: Gateway, chat: ChatRequest, dispatch: Dispatch,
     chunks = fw.chunks()
     first = await _guarded(gw, dispatch, fw, anext(chunks, None), t0)
 
-    def frame(item: tuple[bytes, dict[str, Any]]) -> bytes | None:
-        data, chunk = item
-        if chunk.get("usage") and not chunk.get("choices") and not chat.include_usage:
-            return None  # the usage chunk the gateway forced; this client did not ask for it
-        return b"data: " + data + b"\n\n"
+    def frames(events: list[tuple[bytes, dict[str, Any]]]) -> bytes:
+        """The SSE bytes of one read's events, without the usage chunk the client did not ask for."""
+        return b"".join(b"data: " + data + b"\n\n" for data, chunk in events
+                        if chat.include_usage or not (chunk.get("usage") and not chunk.get("choices")))
 
     async def body() -> AsyncIterator[bytes]:
         settled = False
         try:
-            if first is not None and (out := frame(first)) is not None:
+            if first is not None and (out := frames(first)):
                 yield out
-            async for item in chunks:
-                if (out := frame(item)) is not None:
+            async for events in chunks:
+                if out := frames(events):
                     yield out
             settled = True
             record = gw.settle(dispatch, fw, None)
