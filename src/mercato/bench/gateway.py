@@ -1,87 +1,139 @@
-"""`mercato bench gateway`: the latency the gateway adds, against the same engine called directly.
+"""`mercato bench gateway`: the latency each router adds in front of one engine, against that engine direct.
 
-One run starts a zero-delay simulated engine (``mercato engine serve --speed 0``) and, in front of
-it, one gateway process (``mercato serve``, auction policy, IEMAS batching: 16 requests or 10 ms).
-At each rate, the same seeded Poisson arrival schedule of non-streaming chat requests goes first to
-the engine directly, then through the gateway. Every gateway response says how long the request
-waited for its micro-batch (``x-mercato-batch-wait-ms``); that wait is the price of batching,
-chosen in the config, so the overhead reported is what remains:
+One run starts one zero-delay simulated engine (``mercato engine serve --speed 0``): the "direct"
+target. In front of it, one router at a time, each its own child process so that its memory and
+CPU can be read with psutil: mercato's gateway (``mercato serve``) with the auction and with round
+robin, each with no batching wait (``max_wait_ms: 0``) and with the config's default wait, and,
+with ``--peers`` when the ``peers`` group is installed, the real sglang-router with its
+``cache_aware`` default and ``round_robin``. Per router:
 
-    added p = percentile_p(gateway latency - batch wait) - percentile_p(direct latency)
+- zero load: sequential requests, in alternating blocks with the engine direct, so that drift on
+  the machine hits both alike;
+- open loop: the same seeded Poisson schedule at 100, 500 and 1,000 requests/s, sent first to the
+  engine direct and then through the router; in between and above them, more rates while the
+  router holds every one so far.
 
-It includes everything else the gateway does per request: parsing and validation, routing
-(features, predictions, auction, payments), forced streaming from the engine and the rebuilt
-JSON, predictor updates and the ledger commit, which the response waits for (the config's
-durability level; its cost is measured and reported as ``ledger_commit_ms``). The
-load generator is this process; the engine and the gateway are one process each.
+Added latency is a percentile through the router minus the same percentile direct: what a client
+sees (the headline). mercato's responses say how long each request waited for its micro-batch
+(``x-mercato-batch-wait-ms``), a price chosen in the config, so the report also gives what the
+gateway adds beyond it. A rate is held when neither side had errors, the router achieved >= 0.9x
+the offered rate and its p99 added <= 50 ms; rates above what the load generator holds alone
+(:mod:`mercato.bench.gateway_load`) are reported but marked as not meaningful.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import itertools
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 import numpy as np
+import psutil
 import yaml
 
-from mercato.bench.timing import median_ms
-from mercato.gateway.core.types import LedgerRecord
-from mercato.gateway.live.config import BackendConfig
+from mercato.bench import profile
+from mercato.bench.gateway_load import (
+    HELD_P99_MS,
+    PROFILE,
+    Sample,
+    alternating,
+    client_ceiling,
+    held,
+    load_pool,
+    ms,
+    open_loop,
+    poisson_arrivals,
+)
+from mercato.bench.peers import SGLANG_POLICIES, sglang_available, sglang_router_process
+from mercato.gateway.live.config import BatchingConfig
 from mercato.gateway.live.fleet import EngineFleet, free_port, stop_process
-from mercato.gateway.live.ledger import SQLiteAccountingStore
 
-RATES: tuple[int, ...] = (100, 250, 500, 1000, 1500, 2000)
-TARGET_RATE = 500
-REPORTED_RATES = (100, TARGET_RATE)  # always measured; the others only until a rate is not held
-TARGET_P50_MS = 2.0
-TARGET_P99_MS = 10.0
-HELD_P99_MS = 50.0
-PROFILE = "qwen3-8b"
-PROMPT = [{"role": "system", "content": "Answer in one short sentence."},
-          {"role": "user", "content": "Which harbour did the green boat leave before dawn?"}]
-MAX_TOKENS = 16
+RATES: tuple[int, ...] = (100, 500, 1000)  # always measured
+SWEEP: tuple[int, ...] = (250, 750, 1500, 2000, 3000, 4000, 6000, 8000)  # while the router holds them all
 ENGINE_SEQS = 256
 WARMUP_REQUESTS = 100
+ZERO_LOAD_BLOCK = 25
+HEADLINE = "mercato:auction:wait0"  # the router the targets are read on
+PEER = "sglang:cache_aware"  # sglang-router's default policy
+TARGET_ZERO_LOAD_P50_MS = 1.5
+TARGET_PEER_RATIO = 2.0
+TARGET_RATE = 500
+TARGET_P50_MS = 3.0
+TARGET_P99_MS = 10.0
+TARGET_HELD_RATIO = 2.0
+# Highest rate held by the gateway at commit c91f211 (issue 14's "today"), per mercato variant: the
+# median of five runs of this bench with --gateway-src on a worktree of c91f211 (the engine and the
+# load generator of this tree), on the project's shared 2-core machine, 2026-12-03. Spread over the five:
+# auction wait 0 100-500, auction 100-250, round_robin wait 0 100-250, round_robin none-500 req/s.
+BASELINE_COMMIT = "c91f211"
+BASELINE_HELD_RPS: dict[str, int] = {"mercato:auction:wait0": 250, "mercato:auction": 250,
+                                      "mercato:round_robin:wait0": 250, "mercato:round_robin": 250}
 
 
 @dataclass(frozen=True)
-class RateResult:
-    """Latencies at one offered rate (ms), direct and through the gateway."""
+class Router:
+    """One router under test; ``max_wait_ms`` None keeps the config's default batching wait."""
 
-    rate: int
-    requests: int
-    errors: int
-    achieved_rps: float
-    direct_p50_ms: float
-    direct_p99_ms: float
-    gateway_p50_ms: float
-    gateway_p99_ms: float
-    batch_wait_p50_ms: float
-    batch_wait_p99_ms: float
-    added_p50_ms: float
-    added_p99_ms: float
-    held: bool
+    name: str
+    kind: str  # "mercato" or "sglang"
+    policy: str
+    max_wait_ms: float | None = None
+
+
+MERCATO = (Router(HEADLINE, "mercato", "auction", 0.0), Router("mercato:auction", "mercato", "auction"),
+           Router("mercato:round_robin:wait0", "mercato", "round_robin", 0.0),
+           Router("mercato:round_robin", "mercato", "round_robin"))
+SGLANG = tuple(Router(f"sglang:{p}", "sglang", p) for p in SGLANG_POLICIES)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one run measures; ``gateway_src`` runs mercato's gateway from another source tree."""
+
+    seed: int = 0
+    duration_s: float = 3.0
+    zero_load_requests: int = 300
+    rates: tuple[int, ...] = RATES
+    sweep: tuple[int, ...] = SWEEP
+    warmup_requests: int = WARMUP_REQUESTS
+    peers: bool = False
+    gateway_src: Path | None = None
+    profile_dir: Path | None = None  # sample mercato's gateways with py-spy; raw stacks land here
+
+    def __post_init__(self) -> None:
+        if self.duration_s <= 0 or self.zero_load_requests < 1 or not self.rates or min(self.rates) < 1:
+            raise ValueError("duration_s must be > 0, zero_load_requests >= 1 and rates non-empty, >= 1")
+
+    def quick(self) -> Settings:
+        """A smoke run of a few seconds per router: few requests, two rates."""
+        return replace(self, duration_s=0.5, zero_load_requests=20, rates=(50,), sweep=(100,),
+                       warmup_requests=20)
+
+    def routers(self) -> tuple[Router, ...]:
+        """mercato's four variants, and sglang-router's two when asked for and installed."""
+        return MERCATO + (SGLANG if self.peers and sglang_available() else ())
+
+    def steps(self) -> int:
+        """Progress steps at most: the client ceiling, then per router zero load and each rate."""
+        return 1 + len(self.routers()) * (1 + len(self.rates) + len(self.sweep))
 
 
 @contextlib.contextmanager
-def _child(args: list[str], health_url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _child(args: list[str], health_url: str, log: Path,
+           env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """A ``python -m mercato ...`` child process, ready once ``health_url`` answers 200."""
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "mercato", *args], stdout=out,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 60.0
         while True:
@@ -96,155 +148,191 @@ def _child(args: list[str], health_url: str, log: Path) -> Iterator[subprocess.P
         stop_process(proc, timeout_s=15)
 
 
-def _gateway_config(engine: BackendConfig, port: int, workdir: Path) -> Path:
-    config = {
+@contextlib.contextmanager
+def _started(router: Router, fleet: EngineFleet, workdir: Path,
+             gateway_src: Path | None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The router in front of the fleet's one engine; yields its base URL and its process."""
+    if router.kind == "sglang":
+        with sglang_router_process(fleet, router.policy) as started:
+            yield started
+        return
+    port = free_port()
+    config: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": port},
-        "backends": [engine.model_dump(mode="json") | {"capacity": ENGINE_SEQS}],
-        "policy": {"name": "auction"},
-        "accounting": {"db": str(workdir / "ledger.sqlite")},
+        "backends": [b.model_dump(mode="json") for b in fleet.backend_configs(capacity=ENGINE_SEQS)],
+        "policy": {"name": router.policy},
+        "accounting": {"db": str(workdir / f"{router.name.replace(':', '-')}.sqlite")},
     }
-    path = workdir / "gateway.yaml"
+    if router.max_wait_ms is not None:
+        config["batching"] = {"max_wait_ms": router.max_wait_ms}
+    path = workdir / f"{router.name.replace(':', '-')}.yaml"
     path.write_text(yaml.safe_dump(config))
-    return path
+    env = None
+    if gateway_src is not None:
+        env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(gateway_src),
+                                                                         os.environ.get("PYTHONPATH")]))}
+    url = f"http://127.0.0.1:{port}"
+    with _child(["serve", "--config", str(path)], f"{url}/ready", path.with_suffix(".log"), env) as proc:
+        yield url, proc
 
 
-async def _drive(url: str, arrivals: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
-    """Send one request at each arrival time (s); returns latencies (s), batch waits (s), errors, rps.
-
-    The generator uses aiohttp, whose client costs a fraction of httpx's CPU per request, so that
-    on a small machine the load generator takes as little CPU as possible from the servers.
-    """
-    n = len(arrivals)
-    latency = np.full(n, np.nan)
-    wait = np.zeros(n)
-    done_at = np.zeros(n)
-    errors = 0
-    body = json.dumps({"model": PROFILE, "messages": PROMPT, "max_tokens": MAX_TOKENS}).encode()
-    headers = {"content-type": "application/json"}
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
-
-        async def one(i: int) -> None:
-            nonlocal errors
-            start = time.perf_counter()
-            try:
-                async with session.post(url, data=body, headers=headers) as response:
-                    await response.read()
-                    ok = response.status == 200
-                    batch_wait = float(response.headers.get("x-mercato-batch-wait-ms", 0.0)) / 1000.0
-            except (aiohttp.ClientError, TimeoutError):
-                ok = False
-            end = time.perf_counter()
-            if not ok:
-                errors += 1
-                return
-            latency[i] = end - start
-            done_at[i] = end
-            wait[i] = batch_wait
-
-        tasks = []
-        t0 = time.perf_counter()
-        for i, at in enumerate(arrivals):
-            delay = t0 + at - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-    ok = ~np.isnan(latency)
-    span = float(done_at[ok].max() - t0) if ok.any() else float("inf")
-    return latency[ok], wait[ok], errors, int(ok.sum()) / span
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    return [proc, *proc.children(recursive=True)]
 
 
-def _commit_ms(workdir: Path, repeats: int = 20) -> float:
-    """Median time of one ledger commit (default durability) on the disk the ledger lives on."""
-    store = SQLiteAccountingStore(workdir / "probe.sqlite")
-    ids = itertools.count()
-
-    def commit() -> None:
-        store.record(LedgerRecord(f"probe-{next(ids)}", 0.0, "bench", "engine", PROFILE, "auction", 1, 0, 1,
-                                  0.0, 0.0, 0.0, False))
-
-    try:
-        return median_ms(commit, repeats=repeats, warmup=0)
-    finally:
-        store.close()
+def _cpu_s(proc: psutil.Process) -> float:
+    """User + system CPU seconds of the process and its children so far."""
+    return sum(t.user + t.system for t in (p.cpu_times() for p in _tree(proc)))
 
 
-def _ms(values: np.ndarray, q: float) -> float:
-    return float(np.percentile(values, q) * 1e3) if values.size else float("nan")
+def _rss_mib(proc: psutil.Process) -> float:
+    return sum(p.memory_info().rss for p in _tree(proc)) / 2**20
 
 
-def _measure(rate: int, direct_url: str, gateway_url: str, duration_s: float, seed: int,
-             on_step: Callable[[str], None] | None) -> RateResult:
-    rng = np.random.default_rng([seed, rate])
-    arrivals = np.cumsum(rng.exponential(1.0 / rate, size=max(1, round(rate * duration_s))))
-    direct, _, direct_errors, _ = asyncio.run(_drive(direct_url, arrivals))
-    if on_step is not None:
-        on_step(f"direct {rate}/s")
-    through, wait, errors, achieved = asyncio.run(_drive(gateway_url, arrivals))
-    if on_step is not None:
-        on_step(f"gateway {rate}/s")
-    beyond = through - wait
-    added_p50 = _ms(beyond, 50) - _ms(direct, 50)
-    added_p99 = _ms(beyond, 99) - _ms(direct, 99)
-    held = errors == 0 and direct_errors == 0 and achieved >= 0.9 * rate and added_p99 <= HELD_P99_MS
-    return RateResult(rate, len(arrivals), errors + direct_errors, achieved, _ms(direct, 50), _ms(direct, 99),
-                      _ms(through, 50), _ms(through, 99), _ms(wait, 50), _ms(wait, 99), added_p50, added_p99,
-                      held)
+def _added(router: Sample, direct: Sample) -> dict[str, float]:
+    """Added latency at p50 and p99, as seen by the client and beyond mercato's batching wait."""
+    beyond = router.latency - router.wait
+    out = {"direct_p50_ms": ms(direct.latency, 50), "direct_p99_ms": ms(direct.latency, 99),
+           "router_p50_ms": ms(router.latency, 50), "router_p99_ms": ms(router.latency, 99),
+           "batch_wait_p50_ms": ms(router.wait, 50)}
+    for q in (50, 99):
+        out[f"added_p{q}_ms"] = out[f"router_p{q}_ms"] - out[f"direct_p{q}_ms"]
+        out[f"added_beyond_wait_p{q}_ms"] = ms(beyond, q) - out[f"direct_p{q}_ms"]
+    return out
 
 
-def run(seed: int = 0, duration_s: float = 2.0, rates: tuple[int, ...] = RATES,
-        on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Measure the rates (the sweep stops at the first rate not held) and return the JSON report.
+def _rate_row(rate: int, direct: Sample, through: Sample, ceiling: int) -> dict[str, Any]:
+    added = _added(through, direct)
+    return {"rate": rate, "requests": through.sent, "errors": through.errors, "direct_errors": direct.errors,
+            "offered_rps": through.offered_rps, "achieved_rps": through.achieved_rps,
+            "direct_achieved_rps": direct.achieved_rps, **added, "send_lag_p99_ms": through.send_lag_p99_ms,
+            "direct_held": held(direct, 0.0),
+            "held": held(direct, 0.0) and held(through, added["added_p99_ms"]), "meaningful": rate <= ceiling}
 
-    The highest rate held counts only rates below the first one that failed.
-    """
-    if duration_s <= 0 or not rates:
-        raise ValueError("duration_s must be > 0 and rates non-empty")
-    gateway_port = free_port()
-    gateway_url = f"http://127.0.0.1:{gateway_port}"
-    results: list[RateResult] = []
-    with tempfile.TemporaryDirectory(prefix="mercato-bench-gateway-") as tmp, \
-            EngineFleet([PROFILE], speed=0.0, seed=seed, max_num_seqs=ENGINE_SEQS) as fleet:
-        workdir = Path(tmp)
-        commit_ms = _commit_ms(workdir)
-        (engine,) = fleet.backend_configs()
-        engine_url = engine.url
-        config = _gateway_config(engine, gateway_port, workdir)
-        with _child(["serve", "--config", str(config)], f"{gateway_url}/ready", workdir / "gateway.log"):
-            warm = np.linspace(0.0, 1.0, WARMUP_REQUESTS)
-            for url in (f"{engine_url}/chat/completions", f"{gateway_url}/v1/chat/completions"):
-                asyncio.run(_drive(url, warm))
-            failed = False
-            for rate in sorted(rates):
-                if failed and rate not in REPORTED_RATES:
-                    continue  # past the first rate not held, only the reported rates still run
-                result = _measure(rate, f"{engine_url}/chat/completions",
-                                  f"{gateway_url}/v1/chat/completions", duration_s, seed, on_step)
-                results.append(result)
-                failed = failed or not result.held
-    by_rate = {r.rate: r for r in results}
-    at_target = by_rate.get(TARGET_RATE)
-    held = []
-    for r in results:
-        if not r.held:
+
+def _held_rps(rows: list[dict[str, Any]]) -> tuple[int | None, bool]:
+    """Highest meaningful rate held with every lower rate held too; and whether no meaningful rate failed
+    (then the router's own limit lies above what this run could offer)."""
+    best = None
+    for row in rows:  # ascending
+        if not row["meaningful"]:
             break
-        held.append(r.rate)
+        if not row["held"]:
+            return best, False
+        best = row["rate"]
+    return best, True
+
+
+def _measure(router: Router, fleet: EngineFleet, pool: ProcessPoolExecutor, settings: Settings,
+             ceiling: int, workdir: Path, on_step: Callable[[str], None]) -> dict[str, Any]:
+    direct_url = f"{fleet.engines[0].url}/chat/completions"
+    with _started(router, fleet, workdir, settings.gateway_src) as (base_url, popen), \
+            contextlib.ExitStack() as sampling:
+        url = f"{base_url}/v1/chat/completions"
+        proc = psutil.Process(popen.pid)
+        warm = np.linspace(0.0, 1.0, settings.warmup_requests)
+        for target in (direct_url, url):
+            pool.submit(open_loop, target, warm).result()
+        stacks = None
+        if settings.profile_dir is not None and router.kind == "mercato":
+            stacks = settings.profile_dir / f"profile-{router.name.replace(':', '-')}.txt"
+            sampling.enter_context(profile.recording(popen.pid, stacks))
+        cpu_s = -_cpu_s(proc)  # counted only while the router is driven, not while the engine is direct
+        alone, through = pool.submit(alternating, [direct_url, url], settings.zero_load_requests,
+                                     ZERO_LOAD_BLOCK).result()
+        cpu_s += _cpu_s(proc)
+        zero = {"requests": through.sent, "errors": through.errors + alone.errors, **_added(through, alone)}
+        on_step(f"{router.name} zero load")
+        rows: list[dict[str, Any]] = []
+        for rate in sorted({*settings.rates, *settings.sweep}):
+            if rate not in settings.rates and (rate > ceiling or not all(r["held"] for r in rows)):
+                continue  # the sweep goes on only while the router holds, and within the client's reach
+            arrivals = poisson_arrivals(rate, settings.duration_s, settings.seed)
+            direct = pool.submit(open_loop, direct_url, arrivals).result()
+            cpu_s -= _cpu_s(proc)
+            through = pool.submit(open_loop, url, arrivals).result()
+            cpu_s += _cpu_s(proc)
+            rows.append(_rate_row(rate, direct, through, ceiling))
+            on_step(f"{router.name} {rate}/s")
+        requests = zero["requests"] + sum(r["requests"] for r in rows)
+        rss = _rss_mib(proc)
+        sampling.close()  # py-spy writes its stacks when it stops
+    cpu = None
+    if stacks is not None:  # the direct runs between the router's leave it idle: no samples
+        stages = profile.breakdown(stacks.read_text(), requests)
+        cpu = {"stacks": str(stacks), "stages": [asdict(s) for s in stages]}
+    held_rps, lower_bound = _held_rps(rows)
+    baseline = BASELINE_HELD_RPS.get(router.name)
+    return {**asdict(router), "held_rps": held_rps, "held_rps_is_lower_bound": lower_bound,
+            "x_baseline": (held_rps or 0) / baseline if baseline else None,
+            "rss_mib": rss, "cpu_s": cpu_s, "cpu_s_per_1000": 1e3 * cpu_s / requests,
+            "requests": requests, "zero_load": zero, "rates": rows, "profile": cpu}
+
+
+def _target(key: str, value: float | None, bound: float, unit: str, note: str = "",
+            at_least: bool = False) -> dict[str, Any]:
+    """One target; ``met`` is None when this run could not measure it (``note`` says why)."""
+    met = None if value is None else (value >= bound if at_least else value <= bound)
+    return {"target": key, "value": value, "bound": bound, "unit": unit, "at_least": at_least, "met": met,
+            "note": note}
+
+
+def _targets(routers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 14's targets, read on the auction with no batching wait."""
+    head = routers[HEADLINE]
+    zero_p50 = head["zero_load"]["added_p50_ms"]
+    out = [_target(f"zero_load_added_p50_le_{TARGET_ZERO_LOAD_P50_MS:g}ms", zero_p50, TARGET_ZERO_LOAD_P50_MS,
+                   "ms")]
+    key = f"zero_load_added_p50_le_{TARGET_PEER_RATIO:g}x_sglang"
+    if PEER not in routers:
+        out.append(_target(key, None, TARGET_PEER_RATIO, "x", "sglang-router not run"))
+    else:
+        ratios = {name: zero_p50 / max(r["zero_load"]["added_p50_ms"], 1e-9)
+                  for name, r in routers.items() if r["kind"] == "sglang"}
+        out.append(_target(key, ratios[PEER], TARGET_PEER_RATIO, "x",
+                           ", ".join(f"x{v:.2f} of {k}" for k, v in ratios.items())))
+    row = next((r for r in head["rates"] if r["rate"] == TARGET_RATE), None)
+    for q, bound in ((50, TARGET_P50_MS), (99, TARGET_P99_MS)):
+        key = f"{TARGET_RATE}rps_added_p{q}_le_{bound:g}ms"
+        if row is None or not row["meaningful"]:
+            why = "not in this run" if row is None else "above the client's ceiling"
+            out.append(_target(key, None, bound, "ms", f"{TARGET_RATE}/s {why}"))
+        else:
+            out.append(_target(key, row[f"added_p{q}_ms"], bound, "ms"))
+    baseline = BASELINE_HELD_RPS[HEADLINE]
+    ratio = (head["held_rps"] or 0) / baseline
+    out.append(_target(f"held_rps_ge_{TARGET_HELD_RATIO:g}x_{BASELINE_COMMIT}", ratio, TARGET_HELD_RATIO, "x",
+                       f"{head['held_rps']} against {baseline} req/s", at_least=True))
+    return out
+
+
+def run(settings: Settings, on_step: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Measure the client's ceiling, then every router; returns the JSON report."""
+    results: dict[str, dict[str, Any]] = {}
+    with load_pool() as pool:
+        client = client_ceiling(pool, (*settings.rates, *settings.sweep), settings.duration_s, settings.seed)
+        ceiling = max((int(r["rate"]) for r in client if r["held"]), default=0)
+        on_step("client ceiling")
+        with tempfile.TemporaryDirectory(prefix="mercato-bench-gateway-") as tmp, \
+                EngineFleet([PROFILE], speed=0.0, seed=settings.seed, max_num_seqs=ENGINE_SEQS) as fleet:
+            for router in settings.routers():
+                results[router.name] = _measure(router, fleet, pool, settings, ceiling, Path(tmp), on_step)
+    targets = _targets(results)
     return {
         "benchmark": "gateway",
-        "seed": seed,
-        "duration_s": duration_s,
-        "engine": f"{PROFILE} simulated, speed 0 (no model delay)",
-        "batching": {"max_batch_size": 16, "max_wait_ms": 10},
-        "ledger_commit_ms": commit_ms,
-        "load_average_1m": os.getloadavg()[0],
+        "settings": {**asdict(settings), "gateway_src": str(settings.gateway_src or ""),
+                     "profile_dir": str(settings.profile_dir or "")},
+        "engine": f"{PROFILE} simulated, speed 0 (no model delay), {ENGINE_SEQS} sequences",
+        "default_max_wait_ms": BatchingConfig().max_wait_ms,
+        "held_rule": f"no errors, achieved >= 0.9x offered, p99 added <= {HELD_P99_MS:g} ms",
         "cpus": os.cpu_count(),
-        "rates": [asdict(r) for r in results],
-        "max_rate_p99_added_le_50ms": max(held) if held else None,
-        "targets_met": {
-            f"{TARGET_RATE}rps_added_p50_le_{TARGET_P50_MS:g}ms":
-                at_target is not None and at_target.added_p50_ms <= TARGET_P50_MS,
-            f"{TARGET_RATE}rps_added_p99_le_{TARGET_P99_MS:g}ms":
-                at_target is not None and at_target.added_p99_ms <= TARGET_P99_MS,
-        },
+        "load_average_1m": os.getloadavg()[0],
+        "peers": {"requested": settings.peers, "installed": sglang_available(),
+                  "run": any(r["kind"] == "sglang" for r in results.values())},
+        "client": {"ceiling_rps": ceiling, "holds_every_rate_tried": all(r["held"] for r in client),
+                   "ladder": client},
+        "baseline": {"commit": BASELINE_COMMIT, "held_rps": BASELINE_HELD_RPS},
+        "routers": list(results.values()),
+        "targets": targets,
+        "targets_met": {t["target"]: t["met"] for t in targets if t["met"] is not None},
     }

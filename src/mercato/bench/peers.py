@@ -45,6 +45,14 @@ def mercato_router(fleet: EngineFleet, policy: str, ledger: Path, seed: int) -> 
 @contextlib.contextmanager
 def sglang_router(fleet: EngineFleet, policy: str, timeout_s: float = 60.0) -> Iterator[str]:
     """The real sglang-router (``--policy``) in front of ``fleet``; yields its base URL."""
+    with sglang_router_process(fleet, policy, timeout_s) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def sglang_router_process(fleet: EngineFleet, policy: str,
+                          timeout_s: float = 60.0) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """As :func:`sglang_router`, and its process too (to measure its memory and CPU)."""
     port = free_port()
     workers = [e.url.removesuffix("/v1") for e in fleet.engines]
     cmd = [sys.executable, "-m", "sglang_router.launch_router", "--host", "127.0.0.1", "--port", str(port),
@@ -53,7 +61,7 @@ def sglang_router(fleet: EngineFleet, policy: str, timeout_s: float = 60.0) -> I
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(proc, url, timeout_s)
-        yield url
+        yield url, proc
     finally:
         stop_process(proc)
 

@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,15 +47,21 @@ LOOP = "event loop: uvloop's own I/O (C)"
 _LOOP_FRAME = re.compile(r"^Runner\.run \(asyncio/")
 
 
+def executable() -> str | None:
+    """The ``py-spy`` installed beside this Python (``pip install -e '.[profile]'``), else on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.is_file() else shutil.which("py-spy")
+
+
 def available() -> bool:
-    """True when the ``py-spy`` executable is on PATH (``pip install py-spy``)."""
-    return shutil.which("py-spy") is not None
+    """True when py-spy can be run."""
+    return executable() is not None
 
 
 @contextlib.contextmanager
 def recording(pid: int, out: Path) -> Iterator[Path]:
     """Sample process ``pid`` with py-spy until the block ends; the raw stacks land in ``out``."""
-    exe = shutil.which("py-spy")
+    exe = executable()
     if exe is None:
         raise RuntimeError("py-spy is not installed: pip install py-spy")
     cmd = [exe, "record", "--pid", str(pid), "--rate", str(SAMPLE_RATE_HZ), "--nonblocking",

@@ -73,29 +73,52 @@ def bench_economy(json_out: JsonFlag = False, seed: FirstSeedOption = 0, workers
 def bench_gateway(
     json_out: JsonFlag = False,
     seed: Annotated[int, typer.Option(help="Seed for the arrival times.")] = 0,
-    duration: Annotated[float, typer.Option(help="Seconds of load per rate.")] = 2.0,
+    duration: Annotated[float, typer.Option(help="Seconds of load per rate.")] = 3.0,
+    zero_load_requests: Annotated[int, typer.Option(help="Sequential requests per router at zero load.")
+                                  ] = 300,
+    peers: Annotated[bool, typer.Option(
+        "--peers", help="Include sglang-router (cache_aware, round_robin) when the peers group is installed.")
+    ] = False,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="A smoke run: 20 zero-load requests, 50 and 100 req/s for 0.5 s each.")] = False,
+    gateway_src: Annotated[Path | None, typer.Option(
+        help="Run mercato's gateway from this source folder (for example `src` of a git worktree of an "
+             "older commit) to measure a baseline.", exists=True, file_okay=False)] = None,
+    out: Annotated[Path, typer.Option(help="Folder for JSON, PNG and markdown.")
+                   ] = Path("results/bench/gateway"),
+    profile: Annotated[bool, typer.Option(
+        "--profile", help="Sample each mercato gateway with py-spy (pip install -e '.[profile]') and show "
+                          "where its CPU goes, stage by stage; raw stacks are written to --out.")] = False,
 ) -> None:
-    """Latency the gateway adds over a zero-delay engine called directly, at 100 and 500 req/s and up."""
-    from mercato.bench import gateway
-    from mercato.heap import freeze_startup_objects
+    """Latency each router adds over a zero-delay engine called directly, at zero load and open-loop rates."""
+    from mercato.bench import gateway, gateway_report
+    from mercato.bench import profile as py_spy
 
-    freeze_startup_objects()  # the load generator is a Python process too: no full-GC pauses in its clock
-
+    if profile and not py_spy.available():
+        raise typer.BadParameter("--profile needs py-spy: pip install -e '.[profile]'")
+    if profile:
+        out.mkdir(parents=True, exist_ok=True)
+    try:
+        settings = gateway.Settings(seed=seed, duration_s=duration, zero_load_requests=zero_load_requests,
+                                    peers=peers, gateway_src=gateway_src,
+                                    profile_dir=out if profile else None)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if quick:
+        settings = settings.quick()
     with progress() as bar:
-        task = bar.add_task("bench gateway", total=len(gateway.RATES) * 2)
-        report = gateway.run(seed=seed, duration_s=duration, on_step=lambda _: bar.advance(task))
-        steps = 2 * len(report["rates"])  # the sweep may stop early
-        bar.update(task, completed=steps, total=steps)
+        task = bar.add_task("bench gateway", total=settings.steps())
+        report = gateway.run(settings, on_step=lambda step: bar.update(task, advance=1, description=step))
+        bar.update(task, completed=settings.steps(), description="bench gateway")  # the sweeps may stop early
+    paths = gateway_report.write(report, out)
     if json_out:
         typer.echo(json.dumps(report, indent=2))
         return
-    rows = [{"rate": r["rate"], "achieved rps": r["achieved_rps"], "direct p50 ms": r["direct_p50_ms"],
-             "gateway p50 ms": r["gateway_p50_ms"], "batch wait p50 ms": r["batch_wait_p50_ms"],
-             "added p50 ms": r["added_p50_ms"], "added p99 ms": r["added_p99_ms"], "errors": r["errors"]}
-            for r in report["rates"]]
-    print_table("gateway overhead beyond the batching wait (zero-delay engine, one process)", rows)
-    held = report["max_rate_p99_added_le_50ms"]
-    stderr.print(f"highest rate held with p99 added <= 50 ms: {held if held else 'none of the rates tried'}")
+    for title, rows in gateway_report.tables(report):
+        print_table(title, rows)
+    for line in gateway_report.notes(report):
+        stderr.print(line)
+    stderr.print("wrote " + ", ".join(str(p) for p in paths))
     _print_targets(report)
 
 

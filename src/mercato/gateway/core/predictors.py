@@ -167,7 +167,7 @@ class Forest:
         """Leaf index of every pair of ``x`` (N, M, F), backend j descending tree j."""
         n, m, f = x.shape
         flat = x.reshape(n * m, f)
-        node = np.broadcast_to(self.roots, (n, m)).flatten()
+        node = np.repeat(self.roots[None, :], n, axis=0).ravel()
         active = np.flatnonzero(self.feature[node] >= 0)
         while active.size:
             nd = node[active]
