@@ -5,9 +5,11 @@ profiled is the one being measured. ``--nonblocking`` keeps it from pausing the 
 sample, which would inflate the very latencies the benchmark reports. Samples are recorded in
 py-spy's "raw" format (one collapsed stack and its count per line; speedscope and flamegraph.pl
 read it too) and attributed to the first stage, in :data:`STAGES` order, whose pattern matches a
-frame of the stack. py-spy leaves out samples where the process waits; a sample with no Python
-frame below the event loop is uvloop's own C code (socket reads and writes, callbacks). Worker
-threads (the ledger's WAL checkpoints) run off the loop and are left out.
+frame of the stack; a stack in none of them goes by the library of its innermost frame
+(:data:`LIBRARIES`: the HTTP server, the HTTP client, the rest of mercato). py-spy leaves out
+samples where the process waits; a sample with no Python frame below the event loop is uvloop's
+own C code (socket reads and writes, callbacks). Worker threads (the ledger's WAL checkpoints)
+run off the loop and are left out.
 
 The stages follow one request: parse and admission, routing, the upstream call, settling,
 the ledger, the deferred learning pass, the response, and what the HTTP server and client do
@@ -39,8 +41,12 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("ledger: commit", r"^(Gateway\.persist|GroupCommitter\.)"),
     ("respond: write to the client", r"^Response\.__call__ "),
     ("metrics", r"^Gateway\.observe "),
-    ("HTTP server: uvicorn, other", r"\(uvicorn/"),
-    ("HTTP client: aiohttp, other", r"\(aiohttp/"),
+)
+# (stage, pattern of the innermost frame) for stacks in no stage above.
+LIBRARIES: tuple[tuple[str, str], ...] = (
+    ("HTTP server: uvicorn, other", r"\((uvicorn|starlette|httptools)/"),
+    ("HTTP client: aiohttp, other", r"\((aiohttp|yarl|multidict)/"),
+    ("mercato: other", r"\(mercato/"),
 )
 OTHER = "other"
 LOOP = "event loop: uvloop's own I/O (C)"
@@ -96,6 +102,7 @@ def breakdown(raw: str, requests: int, rate_hz: int = SAMPLE_RATE_HZ) -> list[St
     if requests < 1:
         raise ValueError("requests must be >= 1")
     patterns = [(stage, re.compile(p)) for stage, p in STAGES]
+    libraries = [(stage, re.compile(p)) for stage, p in LIBRARIES]
     counts: dict[str, int] = {}
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
@@ -107,7 +114,8 @@ def breakdown(raw: str, requests: int, rate_hz: int = SAMPLE_RATE_HZ) -> list[St
         if _LOOP_FRAME.search(frames[-1]):
             stage = LOOP
         else:
-            stage = next((s for s, rx in patterns if any(rx.search(f) for f in frames)), OTHER)
+            stage = next((s for s, rx in patterns if any(rx.search(f) for f in frames)), None) or next(
+                (s for s, rx in libraries if rx.search(frames[-1])), OTHER)
         counts[stage] = counts.get(stage, 0) + int(count)
     total = sum(counts.values())
     rows = [StageShare(stage, n, n / total, 1000.0 * n / rate_hz / requests) for stage, n in counts.items()]
