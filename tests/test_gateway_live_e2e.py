@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -75,6 +76,10 @@ def test_every_policy_serves_stream_and_non_stream_and_bills_each_request_once(c
         assert pinned.headers["x-mercato-backend"] == "large"
         assert pinned.parse().mercato["payment"] >= pinned.parse().mercato["cost"]
         assert gw.router.snapshot()["pending"] == 0
+        deadline = time.monotonic() + 2.0  # learning runs between requests, at most 20 ms behind
+        while gw.router.snapshot()["unlearned"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gw.router.snapshot()["unlearned"] == 0
     rows = {r["request_id"]: r for r in ledger_rows(db)}
     ids = [s["id"] for s in seen] + [pinned.headers["x-mercato-request-id"]]
     assert len(rows) == len(ids) == len(set(ids))  # one record per request, none twice, none lost
