@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mercato.gateway.core.hubs import SCHEMES, Hub, HubRouter, build_hubs
+from mercato.gateway.core.router import RouterSettings
 from mercato.gateway.core.types import BackendSpec, BuyerReport, RouteRequest
 from mercato.gateway.live.assemble import build_router
 from mercato.gateway.sim.cluster import InProcessCluster
@@ -85,6 +86,18 @@ def test_hub_router_runs_in_process():
     assert len(logs) == 18
     totals = cluster.router.snapshot()["totals"]
     assert totals["requests"] == 18 and totals["payments"] >= totals["cost"] - 1e-9
+
+
+def test_hub_router_defers_learning_in_every_hub_until_learn():
+    specs = backends(6)
+    hubs, classifier = build_hubs("ideal", specs, 3)
+    router = HubRouter(specs, hubs, "auction", RouterSettings(defer_learning=True), classifier)
+    cluster = InProcessCluster(specs, router=router)
+    cluster.run(synthetic_dialogues("coqa", 6, seed=1, turns=3), concurrency=4)
+    assert router.snapshot()["unlearned"] == 18
+    assert router.learn() == 18
+    assert router.snapshot()["unlearned"] == 0
+    assert sum(b.observations for r in router.routers.values() for b in r.predictors.backends) == 18
 
 
 def test_config_with_hubs_builds_a_hub_router():

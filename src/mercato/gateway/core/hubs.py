@@ -178,7 +178,8 @@ class HubRouter:
             for k, v in snap["totals"].items():
                 totals[k] = totals.get(k, 0) + v
         backends = {b: v for snap in hubs.values() for b, v in snap["backends"].items()}
-        return {"policy": self.policy.name, "hubs": hubs, "backends": backends, "totals": totals}
+        return {"policy": self.policy.name, "hubs": hubs, "backends": backends, "totals": totals,
+                "unlearned": sum(snap["unlearned"] for snap in hubs.values())}
 
 
 def build_hubs(scheme: str, backends: Sequence[BackendSpec], k: int,
