@@ -28,14 +28,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import psutil
 import yaml
@@ -55,7 +53,7 @@ from mercato.bench.gateway_load import (
 )
 from mercato.bench.peers import SGLANG_POLICIES, sglang_available, sglang_router_process
 from mercato.gateway.live.config import BatchingConfig
-from mercato.gateway.live.fleet import EngineFleet, free_port, stop_process
+from mercato.gateway.live.fleet import EngineFleet, free_port, stop_process, wait_ready
 
 RATES: tuple[int, ...] = (100, 500, 1000)  # always measured
 SWEEP: tuple[int, ...] = (250, 750, 1500, 2000, 3000, 4000, 6000, 8000)  # while the router holds them all
@@ -135,14 +133,7 @@ def _child(args: list[str], health_url: str, log: Path,
         proc = subprocess.Popen([sys.executable, "-m", "mercato", *args], stdout=out,
                                 stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + 60.0
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(health_url, timeout=1.0).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"`mercato {' '.join(args)}` did not start; see {log}")
-            time.sleep(0.1)
+        wait_ready(proc, health_url, 60.0, f"`mercato {' '.join(args)}` (log: {log})")
         yield proc
     finally:
         stop_process(proc, timeout_s=15)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ import aiohttp
 import numpy as np
 import uvloop
 
-from mercato.gateway.live.fleet import free_port, stop_process
+from mercato.gateway.live.fleet import free_port, stop_process, wait_ready
 from mercato.heap import freeze_startup_objects
 
 PROFILE = "qwen3-8b"
@@ -206,17 +205,10 @@ def null_server(timeout_s: float = 30.0) -> Iterator[str]:
     """:func:`serve_null` in a child process; yields its chat completions URL."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "mercato.bench.gateway_load", str(port)])
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the null server did not start") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/v1/chat/completions"
+        wait_ready(proc, url, timeout_s, "the null server")  # it answers any request
+        yield url
     finally:
         stop_process(proc)
 

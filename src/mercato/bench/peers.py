@@ -12,16 +12,13 @@ import contextlib
 import importlib.util
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-
-import httpx
 
 from mercato.engine.server import running_server
 from mercato.gateway.live.app import create_app
 from mercato.gateway.live.config import AccountingConfig, GatewayConfig, PolicyConfig
-from mercato.gateway.live.fleet import EngineFleet, free_port, stop_process
+from mercato.gateway.live.fleet import EngineFleet, free_port, stop_process, wait_ready
 from mercato.gateway.live.ledger import remove_ledger
 
 SGLANG_POLICIES = ("cache_aware", "round_robin")
@@ -60,22 +57,9 @@ def sglang_router_process(fleet: EngineFleet, policy: str,
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(proc, url, timeout_s)
+        wait_ready(proc, f"{url}/v1/models", timeout_s, "sglang-router")  # its workers are registered
         yield url, proc
     finally:
         stop_process(proc)
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float) -> None:
-    """Until the router lists the fleet's model (its workers are registered)."""
-    deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=1.0) as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                raise RuntimeError(f"sglang-router exited with {proc.returncode}: {err[-500:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if client.get(f"{url}/v1/models").status_code == 200:
-                    return
-            time.sleep(0.2)
-    raise RuntimeError(f"sglang-router did not become ready in {timeout_s:.0f} s")

@@ -309,13 +309,12 @@ class PredictorBank:
                     self._compiled[i] = (compile_tree(b.latency_tree, False),
                                          compile_tree(b.cost_tree, False))
             weight = self.settings.quality_prior_weight
-            quality: list[CompiledTree] = []
-            for t, j in zip(self._quality, self._model_rep, strict=True):
-                quality.append(t or compile_tree(self.backends[j].quality_tree, True, prior_weight=weight))
-            self._quality = list(quality)
+            for k, j in enumerate(self._model_rep):
+                if self._quality[k] is None:
+                    self._quality[k] = compile_tree(self.backends[j].quality_tree, True, prior_weight=weight)
             compiled = [c for c in self._compiled if c is not None]
             latency, cost = (Forest([c[k] for c in compiled]) for k in range(2))
-            self._forests = (latency, cost, Forest(quality))
+            self._forests = (latency, cost, Forest([q for q in self._quality if q is not None]))
         assert self._forests is not None
         return self._forests
 

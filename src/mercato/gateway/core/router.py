@@ -201,8 +201,8 @@ class Router:
         score = np.where(allowed & ~np.isnan(welfare), welfare, -np.inf)
         rows = np.flatnonzero(assignment >= 0)
         primary = assignment[rows]
-        rows, primary = rows[allowed[rows, primary]], primary[allowed[rows, primary]]
-        score[rows, primary] = np.inf  # the allocation's choice first, then by welfare
+        usable = allowed[rows, primary]
+        score[rows[usable], primary[usable]] = np.inf  # the allocation's choice first, then by welfare
         if keep < m:
             top = np.argpartition(-score, keep - 1, axis=1)[:, :keep]
             order = np.argsort(-np.take_along_axis(score, top, axis=1), axis=1, kind="stable")

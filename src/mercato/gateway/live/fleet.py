@@ -3,10 +3,12 @@
 Each engine runs as its own `mercato engine serve` process so that the engines' real-time
 scheduling never competes with the gateway for one interpreter's lock; the fleet picks free
 loopback ports, waits until every `/health` answers, and stops the children on exit.
+:func:`wait_ready` is that wait for any child server (benchmarks start routers with it too).
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -32,6 +34,25 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None
         proc.wait()
     if proc.stderr is not None:
         proc.stderr.close()
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float, name: str) -> None:
+    """Poll ``url`` until it answers 200; RuntimeError when ``proc`` exits first or time runs out.
+
+    The error ends with the child's last stderr when it was piped.
+    """
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=1.0) as client:
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace")[-500:] if proc.stderr else ""
+                raise RuntimeError(f"{name} exited with {proc.returncode}" + (f": {err}" if err else ""))
+            with contextlib.suppress(httpx.TransportError):
+                if client.get(url).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not become ready in {timeout_s:.0f} s")
+            time.sleep(0.05)
 
 
 def free_port() -> int:
@@ -82,24 +103,13 @@ class EngineFleet:
                    "--gpu-memory-utilization", str(self.gpu_memory_utilization)]
             self._procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
         deadline = time.monotonic() + timeout_s
-        pending = list(zip(self.engines, self._procs, strict=True))
-        with httpx.Client(timeout=1.0) as client:
-            while pending:
-                e, proc = pending[0]
-                if proc.poll() is not None:
-                    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                    self.stop()
-                    raise RuntimeError(f"engine {e.name} exited with {proc.returncode}: {err[-500:]}")
-                try:
-                    if client.get(f"http://127.0.0.1:{e.port}/health").status_code == 200:
-                        pending.pop(0)
-                        continue
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"engine {e.name} did not become healthy in {timeout_s:.0f} s")
-                time.sleep(0.05)
+        try:
+            for e, proc in zip(self.engines, self._procs, strict=True):
+                wait_ready(proc, f"http://127.0.0.1:{e.port}/health", deadline - time.monotonic(),
+                           f"engine {e.name}")
+        except RuntimeError:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:

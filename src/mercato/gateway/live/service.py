@@ -83,7 +83,6 @@ class Gateway:
         b = config.batching
         self.outstanding = 0  # requests routed and not yet settled
         self._capacity = {bc.name: bc.capacity for bc in config.backends}
-        self._healthy = set(self._capacity)
         self.batcher: MicroBatcher[RouteRequest, Decision] = MicroBatcher(
             self._route, batching_rule(config), b.queue_limit, on_batch=self._on_batch,
             room=self._room, max_hold_s=b.max_hold_ms / 1000.0)
@@ -132,7 +131,7 @@ class Gateway:
 
         With no healthy backend there is nothing to wait for: routing answers 503 at once.
         """
-        slots = sum(self._capacity[name] for name in self._healthy)
+        slots = sum(self._capacity[name] for name in self.pool.healthy())
         if slots == 0:
             return self.config.batching.max_batch_size
         return int(self.config.batching.max_inflight_per_slot * slots) - self.outstanding
@@ -160,10 +159,7 @@ class Gateway:
         log.warning("backend %s is now %s", backend, "healthy" if healthy else "unhealthy (circuit open)")
         self.router.set_health(backend, healthy)
         if healthy:
-            self._healthy.add(backend)
             self.batcher.wake()
-        else:
-            self._healthy.discard(backend)
 
     # ---- request pieces --------------------------------------------------------------------
     def authenticate(self, headers: Mapping[str, str]) -> str | None:
