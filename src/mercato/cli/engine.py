@@ -34,23 +34,43 @@ def engine_serve(
     seed: Annotated[int, typer.Option(help="Seed of the answer draws.")] = 0,
     instance: Annotated[str | None, typer.Option(
         help="Name sent as every response's system_fingerprint (tells clients which engine served).")] = None,
+    num_gpu_blocks_override: Annotated[int | None, typer.Option(
+        min=1, help="KV blocks of 16 tokens, instead of what the memory share leaves (as vLLM's).")] = None,
+    kv_events: Annotated[str | None, typer.Option(
+        help="Publish KV-cache events (vLLM's format) on a ZeroMQ PUB socket bound here, "
+             "e.g. tcp://127.0.0.1:5557.")] = None,
+    kv_events_replay: Annotated[str | None, typer.Option(
+        help="ZeroMQ ROUTER endpoint that replays missed event batches (needs --kv-events).")] = None,
+    kv_events_topic: Annotated[str, typer.Option(help="Topic of the published event messages.")] = "",
 ) -> None:
     """Serve one simulated vLLM instance with an OpenAI-compatible API on HTTP."""
     import uvicorn
+    import zmq
 
     from mercato.engine import EngineCore, get_profile
+    from mercato.engine.kv_cache import BLOCK_TOKENS
+    from mercato.engine.kv_events import KVEventLog
+    from mercato.engine.kv_publisher import KVEventPublisher
     from mercato.engine.server import create_app
     from mercato.heap import freeze_startup_objects
 
+    if kv_events_replay is not None and kv_events is None:
+        raise typer.BadParameter("--kv-events-replay needs --kv-events")
     try:
         model = get_profile(profile)
+        log = KVEventLog(BLOCK_TOKENS) if kv_events is not None else None
         core = EngineCore(model, max_num_seqs=max_num_seqs, gpu_memory_utilization=gpu_memory_utilization,
-                          seed=seed)
-        app = create_app(core, model_name or profile, speed=speed, instance=instance)
+                          seed=seed, num_gpu_blocks=num_gpu_blocks_override, kv_events=log)
+        publisher = (KVEventPublisher(log, kv_events, kv_events_replay, kv_events_topic)
+                     if log is not None and kv_events is not None else None)
+        app = create_app(core, model_name or profile, speed=speed, instance=instance, kv_publisher=publisher)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
+    except zmq.ZMQError as err:
+        raise typer.BadParameter(f"cannot bind --kv-events or --kv-events-replay: {err}") from None
     stderr.print(f"simulated {model.hf_model} on {model.gpu.name}: {core.pool.num_blocks * 16:,} KV tokens, "
-                 f"max_num_seqs {max_num_seqs}, speed {speed:g}; http://{host}:{port}/v1")
+                 f"max_num_seqs {max_num_seqs}, speed {speed:g}; http://{host}:{port}/v1"
+                 + (f"; KV events on {kv_events}" if kv_events else ""))
     freeze_startup_objects()
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

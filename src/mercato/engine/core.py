@@ -35,6 +35,7 @@ from mercato.engine.kv_cache import (
     block_hashes,
     blocks_for,
 )
+from mercato.engine.kv_events import KVEventLog
 from mercato.engine.profiles import ModelProfile
 from mercato.engine.tokenizer import count_tokens, truncate_tokens
 
@@ -121,7 +122,8 @@ class EngineCore:
 
     def __init__(self, profile: ModelProfile, max_num_seqs: int = 12, gpu_memory_utilization: float = 0.6,
                  seed: int = 0, num_gpu_blocks: int | None = None, max_model_len: int | None = None,
-                 chain_cache: bool = True) -> None:
+                 chain_cache: bool = True, kv_events: KVEventLog | None = None) -> None:
+        """``kv_events``: where the pool's block stores and evictions are logged (vLLM's KV events)."""
         if max_num_seqs < 1:
             raise ValueError(f"max_num_seqs must be at least 1, got {max_num_seqs}")
         self.profile = profile
@@ -136,7 +138,8 @@ class EngineCore:
             raise ValueError(
                 f"the KV cache holds {num_gpu_blocks * BLOCK_TOKENS} tokens, fewer than max_model_len "
                 f"({self.max_model_len}); lower max_model_len or give the cache more memory")
-        self.pool = BlockPool(num_gpu_blocks)
+        self.kv_events = kv_events
+        self.pool = BlockPool(num_gpu_blocks, kv_events.removed if kv_events is not None else None)
         # remembers recent sequences' block hashes so a dialogue's next turn hashes only its new
         # blocks; an optimisation with no effect on results (off: the benchmark's ablation)
         self._chains = ChainCache() if chain_cache else None
@@ -189,6 +192,14 @@ class EngineCore:
         """Cached over queried prompt tokens since start (0 before any request)."""
         queried = self.stats.prompt_tokens
         return self.stats.cached_tokens / queried if queried else 0.0
+
+    def reset_prefix_cache(self) -> bool:
+        """Drop every cached block (vLLM's ``/reset_prefix_cache``); False while requests hold blocks."""
+        if not self.pool.reset():
+            return False
+        if self.kv_events is not None:
+            self.kv_events.cleared()
+        return True
 
     # -- the driving interface ---------------------------------------------------------------------
 
@@ -329,6 +340,9 @@ class EngineCore:
                 return
             waiting.popleft()
             shared, seq.held = got
+            if self.kv_events is not None:
+                self.kv_events.stored(seq.hashes[shared:], seq.hashes[shared - 1] if shared else None,
+                                      seq.full, shared)
             seq.cached = min(shared, seq.hit_limit) * BLOCK_TOKENS
             seq.scheduled = now
             stats.prompt_tokens += seq.prompt_tokens
@@ -407,7 +421,9 @@ class EngineCore:
         full, hashes = seq.full, seq.hashes
         parent = hashes[-1] if hashes else ROOT_HASH
         filled = block_hashes(full, len(hashes), len(full) // BLOCK_CHARS, parent)
-        self.pool.release(seq.held, seq.total_blocks, filled)
+        cached = self.pool.release(seq.held, seq.total_blocks, filled)
+        if self.kv_events is not None:
+            self.kv_events.stored(filled[:cached], hashes[-1] if hashes else None, full, len(hashes))
         if self._chains is not None:
             self._chains.remember(full, hashes + filled)
         self._num_running -= 1

@@ -20,6 +20,7 @@ processes, but only equality is ever used, so results do not.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from mercato.engine.tokenizer import CHARS_PER_TOKEN
 
@@ -90,15 +91,17 @@ class ChainCache:
 class BlockPool:
     """A fixed number of KV blocks: reference counts, the hash index and the LRU of free ones."""
 
-    __slots__ = ("_free_cached", "_refs", "num_blocks", "used")
+    __slots__ = ("_free_cached", "_on_evict", "_refs", "num_blocks", "used")
 
-    def __init__(self, num_blocks: int) -> None:
+    def __init__(self, num_blocks: int, on_evict: Callable[[list[int]], None] | None = None) -> None:
+        """``on_evict`` hears the hashes of every batch of evicted blocks (the KV events)."""
         if num_blocks < 1:
             raise ValueError(f"the KV pool needs at least one block, got {num_blocks}")
         self.num_blocks = num_blocks
         self.used = 0  # blocks referenced by running sequences
         self._refs: dict[int, int] = {}  # hash -> reference count, for every cached block
         self._free_cached: OrderedDict[int, None] = OrderedDict()  # cached, unreferenced: LRU first
+        self._on_evict = on_evict
 
     @property
     def num_cached(self) -> int:
@@ -149,18 +152,21 @@ class BlockPool:
         self.used += fresh
         return shared, hashes[:]
 
-    def release(self, held: list[int], total_blocks: int, filled: list[int]) -> None:
+    def release(self, held: list[int], total_blocks: int, filled: list[int]) -> int:
         """Drop a finished sequence's references; ``filled``: hashes of its full decode blocks.
 
         Filled blocks are cached up to the first one already cached elsewhere (keeping the
-        invariant). Blocks are freed tail first, so the LRU evicts a sequence's last blocks first.
+        invariant); returns how many were. Blocks are freed tail first, so the LRU evicts a
+        sequence's last blocks first.
         """
         refs = self._refs
-        for h in filled[:total_blocks - len(held)]:
+        prompt_blocks = len(held)
+        for h in filled[:total_blocks - prompt_blocks]:
             if h in refs:
                 break
             refs[h] = 1
             held.append(h)
+        cached = len(held) - prompt_blocks
         free_cached = self._free_cached
         freed = total_blocks - len(held)
         for h in reversed(held):
@@ -170,11 +176,22 @@ class BlockPool:
                 free_cached[h] = None
                 freed += 1
         self.used -= freed
+        return cached
+
+    def reset(self) -> bool:
+        """Forget every cached block, as vLLM's ``reset_prefix_cache``: only when none is referenced."""
+        if self.used:
+            return False
+        self._refs.clear()
+        self._free_cached.clear()
+        return True
 
     def _evict(self, count: int) -> None:
         """Overwrite the ``count`` least recently freed cached blocks."""
         free_cached, refs = self._free_cached, self._refs
-        for _ in range(count):
-            h, _ = free_cached.popitem(last=False)
+        evicted = [free_cached.popitem(last=False)[0] for _ in range(count)]
+        for h in evicted:
             del refs[h]
+        if evicted and self._on_evict is not None:
+            self._on_evict(evicted)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mercato.engine.core import EngineCore, EngineRequest, EngineResult
@@ -29,12 +30,15 @@ class Ticket:
 class RealtimeEngine:
     """A background task that advances the core as its events fall due in real time."""
 
-    def __init__(self, core: EngineCore, speed: float = 1.0) -> None:
+    def __init__(self, core: EngineCore, speed: float = 1.0,
+                 on_step: Callable[[], None] | None = None) -> None:
+        """``on_step`` runs after every step of the core (the KV-event publisher flushes there)."""
         if math.isnan(speed) or speed < 0:
             raise ValueError(f"speed must be >= 0 (0 means no delays), got {speed}")
         self.core = core
         self.speed = speed
         self.instant = speed == 0 or math.isinf(speed)
+        self._on_step = on_step
         self._tickets: dict[str, Ticket] = {}
         self._t0 = 0.0
         self._wake: asyncio.Event | None = None
@@ -69,6 +73,7 @@ class RealtimeEngine:
         now = self.now()
         self._deliver(self.core.advance(now))
         self.core.submit(request, now)
+        self._stepped()
         loop = asyncio.get_running_loop()
         ticket = Ticket(request.request_id, loop.create_future(), loop.create_future())
         self._tickets[request.request_id] = ticket
@@ -100,7 +105,12 @@ class RealtimeEngine:
                         await asyncio.wait_for(self._wake.wait(), delay)
                     continue
             self._deliver(self.core.advance(due))
+            self._stepped()
             await asyncio.sleep(0)  # let request handlers run between events
+
+    def _stepped(self) -> None:
+        if self._on_step is not None:
+            self._on_step()
 
     def _deliver(self, results: list[EngineResult]) -> None:
         """Resolve finished requests and the first tokens that are out by the core's clock."""

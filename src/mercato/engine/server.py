@@ -1,10 +1,11 @@
 """The simulated engine as an OpenAI-compatible HTTP server (what ``mercato engine serve`` runs).
 
 ``create_app(core, model_name)`` wraps one :class:`EngineCore` in a FastAPI app with vLLM's
-endpoints: ``POST /v1/chat/completions`` (streaming and not), ``GET /v1/models``, ``/health`` and
-``/metrics``. Streaming sends the role chunk and the first content at the simulated TTFT, then
-the rest of the reply as the simulated decode produces it, then the finish chunk, the usage chunk
-when ``stream_options.include_usage`` is set, and ``[DONE]``.
+endpoints: ``POST /v1/chat/completions`` (streaming and not), ``GET /v1/models``, ``/health``,
+``/metrics`` and ``POST /reset_prefix_cache`` (vLLM's dev-mode route). Streaming sends the role
+chunk and the first content at the simulated TTFT, then the rest of the reply as the simulated
+decode produces it, then the finish chunk, the usage chunk when ``stream_options.include_usage``
+is set, and ``[DONE]``.
 
 Draws are keyed by the ``X-Request-Id`` header when the client sends one, otherwise by a digest
 of the prompt, so the same prompt gets the same reply (like a model at temperature 0).
@@ -29,6 +30,7 @@ from starlette.types import ASGIApp
 
 from mercato.engine.chat import render_chat
 from mercato.engine.core import EngineCore, EngineRequest
+from mercato.engine.kv_publisher import KVEventPublisher
 from mercato.engine.metrics import EngineCollector
 from mercato.engine.protocol import (
     ApiError,
@@ -45,13 +47,15 @@ MIN_STREAM_INTERVAL_S = 0.005  # wall seconds between content chunks, at least
 TOKENS_PER_CHUNK = 4  # a streamed content chunk covers about this many decode steps
 
 
-def create_app(core: EngineCore, model_name: str, speed: float = 1.0, instance: str | None = None) -> FastAPI:
+def create_app(core: EngineCore, model_name: str, speed: float = 1.0, instance: str | None = None,
+               kv_publisher: KVEventPublisher | None = None) -> FastAPI:
     """A FastAPI app serving ``core`` as model ``model_name``; ``speed`` scales simulated time.
 
     ``instance`` is sent as every response's ``system_fingerprint``, so a client behind any router
     knows which engine served it (and can price it from that engine's list prices).
+    ``kv_publisher`` publishes the core's KV events after every engine step (and closes with the app).
     """
-    engine = RealtimeEngine(core, speed)
+    engine = RealtimeEngine(core, speed, kv_publisher.flush if kv_publisher is not None else None)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(EngineCollector(core, model_name))
     created = int(time.time())
@@ -61,8 +65,12 @@ def create_app(core: EngineCore, model_name: str, speed: float = 1.0, instance: 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await engine.start()
+        if kv_publisher is not None:
+            kv_publisher.start()
         yield
         await engine.stop()
+        if kv_publisher is not None:
+            await kv_publisher.close()
 
     app = FastAPI(title=f"mercato simulated engine ({model_name})", lifespan=lifespan)
 
@@ -84,6 +92,14 @@ def create_app(core: EngineCore, model_name: str, speed: float = 1.0, instance: 
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/reset_prefix_cache")
+    async def reset_prefix_cache() -> Response:
+        if not core.reset_prefix_cache():
+            raise ApiError("Failed to reset the prefix cache: requests are running", 400)
+        if kv_publisher is not None:
+            kv_publisher.flush()
+        return Response(status_code=200)
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:

@@ -44,8 +44,33 @@ class Prices(_Section):
     output: NonNegative
 
 
+class KVEventsSource(_Section):
+    """Where a backend publishes vLLM's KV-cache events (``--kv-events-config`` / ``--kv-events``).
+
+    ``endpoint``: the ZeroMQ PUB address to subscribe to; ``replay_endpoint``: its ROUTER replay
+    socket, if any (missed batches are fetched there); ``topic``: the publisher's topic;
+    ``max_blocks``: the most blocks the gateway's index holds for it (at least the engine's KV blocks).
+    """
+
+    endpoint: str
+    replay_endpoint: str | None = None
+    topic: str = ""
+    max_blocks: Annotated[int, Field(ge=1)] = 262_144
+
+    @field_validator("endpoint", "replay_endpoint")
+    @classmethod
+    def _zmq_address(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(tcp|ipc)://\S+$", value):
+            raise ValueError("must be a ZeroMQ address such as tcp://127.0.0.1:5557")
+        return value
+
+
 class BackendConfig(_Section):
-    """One OpenAI-compatible backend; ``url`` is its base URL including ``/v1``."""
+    """One OpenAI-compatible backend; ``url`` is its base URL including ``/v1``.
+
+    ``kv_events``: follow the backend's KV events for exact cache state (the prefix ledger's guess
+    is used while they are out of sync, and for backends without them).
+    """
 
     name: str
     url: str
@@ -59,6 +84,7 @@ class BackendConfig(_Section):
     hub: str | None = None
     forward_extension: bool = True
     max_connections: Annotated[int, Field(ge=1)] = 512
+    kv_events: KVEventsSource | None = None
 
     @field_validator("name")
     @classmethod

@@ -20,7 +20,7 @@ from types import TracebackType
 import httpx
 
 from mercato.engine import get_profile
-from mercato.gateway.live.config import BackendConfig, Prices
+from mercato.gateway.live.config import BackendConfig, KVEventsSource, Prices
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
@@ -69,11 +69,20 @@ class EngineSpec:
     name: str
     profile: str
     port: int
+    kv_ports: tuple[int, int] | None = None  # KV events: PUB and replay ROUTER ports
 
     @property
     def url(self) -> str:
         """OpenAI base URL of the server."""
         return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def kv_events(self) -> KVEventsSource | None:
+        """Where the engine publishes its KV events (None when it does not)."""
+        if self.kv_ports is None:
+            return None
+        pub, replay = self.kv_ports
+        return KVEventsSource(endpoint=f"tcp://127.0.0.1:{pub}", replay_endpoint=f"tcp://127.0.0.1:{replay}")
 
 
 class EngineFleet:
@@ -81,16 +90,22 @@ class EngineFleet:
 
     def __init__(self, profiles: Sequence[str], *, speed: float = 1.0, seed: int = 0,
                  max_num_seqs: int = 12, gpu_memory_utilization: float = 0.6,
-                 served_name: str | None = None) -> None:
+                 served_name: str | None = None, num_gpu_blocks: int | None = None,
+                 kv_events: bool = False) -> None:
         """``served_name``: one model name served by every engine (routers that balance one model
         across workers need it); by default each engine serves its profile's name. Every engine
-        names itself (``<profile>-<k>``) in its responses' ``system_fingerprint``."""
+        names itself (``<profile>-<k>``) in its responses' ``system_fingerprint``.
+        ``num_gpu_blocks``: each engine's KV blocks instead of what its memory share leaves;
+        ``kv_events``: every engine publishes its KV events, and its backend config subscribes."""
         for p in profiles:
             get_profile(p)  # fail early, naming the unknown profile
-        self.engines = [EngineSpec(f"{p}-{k}", p, free_port()) for k, p in enumerate(profiles)]
+        self.engines = [EngineSpec(f"{p}-{k}", p, free_port(),
+                                   (free_port(), free_port()) if kv_events else None)
+                        for k, p in enumerate(profiles)]
         self.speed, self.seed = speed, seed
         self.max_num_seqs, self.gpu_memory_utilization = max_num_seqs, gpu_memory_utilization
         self.served_name = served_name
+        self.num_gpu_blocks = num_gpu_blocks
         self._procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, timeout_s: float = 60.0) -> EngineFleet:
@@ -101,6 +116,11 @@ class EngineFleet:
                    "--instance", e.name, "--speed", str(self.speed),
                    "--seed", str(self.seed + k), "--max-num-seqs", str(self.max_num_seqs),
                    "--gpu-memory-utilization", str(self.gpu_memory_utilization)]
+            if self.num_gpu_blocks is not None:
+                cmd += ["--num-gpu-blocks-override", str(self.num_gpu_blocks)]
+            if e.kv_events is not None:
+                cmd += ["--kv-events", e.kv_events.endpoint,
+                        "--kv-events-replay", str(e.kv_events.replay_endpoint)]
             self._procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
         deadline = time.monotonic() + timeout_s
         try:
@@ -142,7 +162,8 @@ class EngineFleet:
             out.append(BackendConfig(name=e.name, url=e.url, model=self.served_name or e.profile,
                                      capacity=capacity or self.max_num_seqs,
                                      prices=Prices(input=p.price_input, cached_input=p.price_cached_input,
-                                                   output=p.price_output), profile=e.profile))
+                                                   output=p.price_output), profile=e.profile,
+                                     kv_events=e.kv_events))
         return out
 
     def price_list(self) -> dict[str, tuple[float, float, float]]:
