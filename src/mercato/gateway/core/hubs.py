@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mercato.gateway.core.kv_index import KVIndex
 from mercato.gateway.core.router import Router, RouterSettings
 from mercato.gateway.core.types import (
     AccountingStore,
@@ -94,7 +95,8 @@ class HubRouter:
 
     def __init__(self, backends: list[BackendSpec], hubs: Sequence[Hub], policy: str = "auction",
                  settings: RouterSettings | None = None, classifier: FrontClassifier | None = None,
-                 accounting: AccountingStore | None = None) -> None:
+                 accounting: AccountingStore | None = None, kv_index: KVIndex | None = None) -> None:
+        """``kv_index``: one index for the backends of every hub (each hub reads its own)."""
         by_name = {b.name: b for b in backends}
         seen: set[str] = set()
         for hub in hubs:
@@ -112,7 +114,8 @@ class HubRouter:
         if len({h.name for h in hubs}) != len(hubs):
             raise ValueError("hub names must be unique")
         self.hubs = list(hubs)
-        self.routers = {h.name: Router([by_name[b] for b in h.backends], policy, settings, accounting)
+        self.routers = {h.name: Router([by_name[b] for b in h.backends], policy, settings, accounting,
+                                       kv_index=kv_index)
                         for h in self.hubs}
         self.owner = {b: h.name for h in self.hubs for b in h.backends}
         self.classifier = classifier or SpreadClassifier()

@@ -1,6 +1,6 @@
 """One micro-batch as a market: where each request may go, at what predicted value and cost.
 
-The market builder turns a batch and the router's state (prefix ledger, load, predictors) into
+The market builder turns a batch and the router's state (cache affinity, load, predictors) into
 the :class:`BatchContext` every policy decides on, plus the feature tensor the predictors learn
 from once the requests finish. Benchmarks and experiments build markets through
 :meth:`mercato.gateway.core.router.Router.market`, never through the router's internals.
@@ -14,10 +14,10 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from mercato.gateway.core.affinity import AffinitySource
 from mercato.gateway.core.features import batch_features, domain_index
 from mercato.gateway.core.load import BackendLoad
 from mercato.gateway.core.predictors import Predictions
-from mercato.gateway.core.prefix import PrefixLedger
 from mercato.gateway.core.types import BackendSpec, RouteRequest
 from mercato.gateway.core.valuation import ValuationSettings, buyer_values
 
@@ -67,9 +67,9 @@ class Predictor(Protocol):
 
 
 class MarketBuilder:
-    """Builds each batch's market from the router's prefix ledger, load and predictors."""
+    """Builds each batch's market from the router's cache affinity, load and predictors."""
 
-    def __init__(self, backends: list[BackendSpec], load: BackendLoad, prefix: PrefixLedger,
+    def __init__(self, backends: list[BackendSpec], load: BackendLoad, prefix: AffinitySource,
                  predictor: Predictor, valuation: ValuationSettings, rng: np.random.Generator,
                  congestion: bool = True) -> None:
         self.backends = backends

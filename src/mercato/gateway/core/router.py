@@ -13,7 +13,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mercato.engine.chat import END, GENERATION_PROMPT
+from mercato.gateway.core.affinity import CacheAffinity
 from mercato.gateway.core.features import UNCACHED, domain_index
+from mercato.gateway.core.kv_index import KVIndex
 from mercato.gateway.core.load import BackendLoad
 from mercato.gateway.core.market import Market, MarketBuilder
 from mercato.gateway.core.policies import Policy, make_policy
@@ -111,7 +113,8 @@ class Router:
     """Routes micro-batches with one policy and learns from every finished request.
 
     ``policy`` is a name from the registry or a policy object; ``predictors`` replaces the
-    default online predictor bank (experiments compare predictor variants this way).
+    default online predictor bank (experiments compare predictor variants this way); ``kv_index``
+    gives the exact cache state of the backends whose KV events someone feeds into it.
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class Router:
         settings: RouterSettings | None = None,
         accounting: AccountingStore | None = None,
         predictors: PredictorBank | None = None,
+        kv_index: KVIndex | None = None,
     ) -> None:
         if not backends:
             raise ValueError("a router needs at least one backend")
@@ -136,10 +140,11 @@ class Router:
         )
         self.accounting = accounting
         self.ledger = PrefixLedger(names, self.settings.max_sessions_per_backend)
+        self.affinity = CacheAffinity(names, self.ledger, kv_index)
         self.predictors = predictors or PredictorBank(self.backends, self.settings.predictor)
         self.quality = QualityTracker()
         self.load = BackendLoad([b.capacity for b in backends])
-        self._markets = MarketBuilder(self.backends, self.load, self.ledger, self.predictors,
+        self._markets = MarketBuilder(self.backends, self.load, self.affinity, self.predictors,
                                       self.settings.valuation, np.random.default_rng(self.settings.seed),
                                       self.settings.congestion)
         self._pending: dict[str, _Pending] = {}
@@ -360,6 +365,7 @@ class Router:
             "unlearned": len(self._lessons),
             "ledger_sessions": len(self.ledger),
             "ledger_resyncs": self.ledger.resyncs,
+            "kv_exact": self.affinity.exact(),
             "totals": vars(self.totals).copy(),
             "nmae": self.quality.nmae(),
         }

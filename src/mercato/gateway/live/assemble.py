@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mercato.gateway.core.batching import BatchingRule
 from mercato.gateway.core.hubs import DomainClassifier, Hub, HubRouter
+from mercato.gateway.core.kv_index import KVIndex
 from mercato.gateway.core.predictors import PredictorSettings
 from mercato.gateway.core.router import Router, RouterSettings
 from mercato.gateway.core.types import BackendSpec, RoutingCore
@@ -43,17 +44,18 @@ def batching_rule(config: GatewayConfig) -> BatchingRule:
     return BatchingRule(config.batching.max_batch_size, config.batching.max_wait_ms / 1000.0)
 
 
-def build_router(config: GatewayConfig) -> RoutingCore:
+def build_router(config: GatewayConfig, kv_index: KVIndex | None = None) -> RoutingCore:
     """One Router, or a HubRouter when backends name their ``hub`` (every backend then must).
 
     Each hub advertises the domain tags of its backends; the front classifier sends a request
     to a hub by domain, then by its quality-vs-latency preference (see
-    :mod:`mercato.gateway.core.hubs`).
+    :mod:`mercato.gateway.core.hubs`). ``kv_index``: the exact cache state of the backends that
+    publish KV events.
     """
     specs = backend_specs(config)
     hub_names = [b.hub for b in config.backends]
     if all(h is None for h in hub_names):
-        return Router(specs, config.policy.name, router_settings(config))
+        return Router(specs, config.policy.name, router_settings(config), kv_index=kv_index)
     missing = [b.name for b in config.backends if b.hub is None]
     if missing:
         raise ConfigError(f"backends {missing}: hub is required once any backend names a hub")
@@ -61,4 +63,4 @@ def build_router(config: GatewayConfig) -> RoutingCore:
                 frozenset(d for b in config.backends if b.hub == name for d in b.domains))
             for name in dict.fromkeys(h for h in hub_names if h is not None)]
     classifier = DomainClassifier({}, {b.name: b.capacity for b in config.backends})
-    return HubRouter(specs, hubs, config.policy.name, router_settings(config), classifier)
+    return HubRouter(specs, hubs, config.policy.name, router_settings(config), classifier, kv_index=kv_index)

@@ -47,11 +47,30 @@ class GatewayMetrics:
         self.circuit = Gauge("mercato_backend_circuit_state",
                              "Circuit breaker per backend: 0 closed, 1 half-open, 2 open",
                              ["backend"], registry=r)
+        self.kv_events = Counter("mercato_kv_events", "KV-cache events applied to the exact index, by type",
+                                 ["backend", "type"], registry=r)
+        self.kv_skipped = Counter("mercato_kv_events_skipped",
+                                  "KV-cache event messages or events skipped: malformed, unknown type, "
+                                  "a medium other than the GPU",
+                                  ["backend", "reason"], registry=r)
+        self.kv_lost = Counter("mercato_kv_sync_lost",
+                               "Times a backend's exact index fell back to the prefix ledger, by cause",
+                               ["backend", "cause"], registry=r)
+        self.kv_exact = Gauge("mercato_kv_exact",
+                              "1 while the backend's affinity comes from its KV events, 0 on the ledger",
+                              ["backend"], registry=r)
+        self.kv_blocks = Gauge("mercato_kv_index_blocks", "Blocks the exact index holds for the backend",
+                               ["backend"], registry=r)
 
     def watch_backend(self, name: str, in_flight: Callable[[], float], circuit: Callable[[], float]) -> None:
         """Gauges of one backend, read live at scrape time."""
         self.in_flight.labels(name).set_function(in_flight)
         self.circuit.labels(name).set_function(circuit)
+
+    def watch_kv(self, name: str, exact: Callable[[], float], blocks: Callable[[], float]) -> None:
+        """Gauges of one backend's exact index, read live at scrape time."""
+        self.kv_exact.labels(name).set_function(exact)
+        self.kv_blocks.labels(name).set_function(blocks)
 
     def watch_queue(self, length: Callable[[], float]) -> None:
         """The batch queue's length, read live at scrape time."""

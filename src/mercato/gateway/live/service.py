@@ -36,6 +36,7 @@ from mercato.gateway.live.backends import BackendPool, Forwarding
 from mercato.gateway.live.batcher import MicroBatcher, OverloadedError, QueueFullError
 from mercato.gateway.live.config import GatewayConfig
 from mercato.gateway.live.errors import APIError
+from mercato.gateway.live.kv_subscriber import KVEventSubscribers, kv_index
 from mercato.gateway.live.ledger import GroupCommitter, SQLiteAccountingStore
 from mercato.gateway.live.metrics import GatewayMetrics
 from mercato.gateway.live.wire import (
@@ -76,9 +77,13 @@ class Gateway:
             SQLiteAccountingStore(config.accounting.db, config.accounting.synchronous)
             if self._owns_store else store)
         self.committer = GroupCommitter(self.store) if self.store is not None else None
-        self.router: RoutingCore = router or build_router(config)
+        # Backends that publish KV events get exact cache state, when the app builds the router.
+        self.kv_index = kv_index(config) if router is None else None
+        self.router: RoutingCore = router or build_router(config, self.kv_index)
         self.policy = str(self.router.snapshot()["policy"])
         self.metrics = GatewayMetrics()
+        self.kv_events = (KVEventSubscribers(config, self.kv_index, self.metrics)
+                          if self.kv_index is not None else None)
         self.pool = BackendPool(config, self._on_health)
         b = config.batching
         self.outstanding = 0  # requests routed and not yet settled
@@ -97,9 +102,11 @@ class Gateway:
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        """Open the backend pools and start the health-check loop."""
+        """Open the backend pools, start the health-check loop and follow the KV events."""
         await self.pool.start()
         self._health_task = asyncio.create_task(self.pool.health_loop(), name="mercato-health")
+        if self.kv_events is not None:
+            self.kv_events.start()
 
     async def stop(self) -> None:
         """Stop the loop, fail what is still queued, close pools and the ledger."""
@@ -107,6 +114,8 @@ class Gateway:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
+        if self.kv_events is not None:
+            await self.kv_events.stop()
         self.batcher.close()
         if self._learning is not None:
             self._learning.cancel()
