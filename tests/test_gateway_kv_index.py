@@ -66,9 +66,10 @@ def test_a_prompt_chain_is_the_chain_over_the_engines_token_ids():
     prompt = "x" * 150
     text = prompt + GENERATION_PROMPT
     blocks = (-(-len(text) // 4) - 1) // 16
-    assert prompt_chain(prompt, 16) == chain(token_ids(text)[:blocks * 16], 16)
+    assert prompt_chain(prompt, 16) == chain(token_ids(text)[:blocks * 16].tolist(), 16)
     assert len(prompt_chain("short", 16)) == 0
-    assert chain(np.arange(40), 16) == chain(np.arange(32), 16)  # only full blocks
+    assert chain(list(range(40)), 16) == chain(list(range(32)), 16)  # only full blocks
+    assert chain(list(range(32)), 16)[1] == chain(list(range(16, 32)), 16, chain(list(range(16)), 16)[0])[0]
 
 
 def test_index_bookkeeping_removals_shared_keys_orphans_and_malformed_events():
@@ -76,7 +77,7 @@ def test_index_bookkeeping_removals_shared_keys_orphans_and_malformed_events():
     ids = list(range(32))
     assert index.stored("a", [1, 2], None, ids, 16) == 2
     assert index.stored("a", [9], None, ids[:16], 16) == 1  # another engine hash, same tokens (LoRA)
-    keys = chain(np.array(ids), 16)
+    keys = chain(ids, 16)
     assert index.cached_blocks("a", keys) == 2 and index.blocks("a") == 3
     assert index.removed("a", [1, 404]) == 1
     assert index.cached_blocks("a", keys) == 2  # block 9 still holds the first key

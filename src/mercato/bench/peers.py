@@ -30,10 +30,15 @@ def sglang_available() -> bool:
 
 
 @contextlib.contextmanager
-def mercato_router(fleet: EngineFleet, policy: str, ledger: Path, seed: int) -> Iterator[str]:
-    """mercato's gateway in front of ``fleet`` with ``policy``; yields its base URL."""
+def mercato_router(fleet: EngineFleet, policy: str, ledger: Path, seed: int,
+                   kv_events: bool = True) -> Iterator[str]:
+    """mercato's gateway in front of ``fleet`` with ``policy``; yields its base URL.
+
+    ``kv_events``: follow the KV events of engines that publish them (False: the prefix ledger only).
+    """
     remove_ledger(ledger)
-    config = GatewayConfig(backends=fleet.backend_configs(), policy=PolicyConfig(name=policy, seed=seed),
+    config = GatewayConfig(backends=fleet.backend_configs(kv_events=kv_events),
+                           policy=PolicyConfig(name=policy, seed=seed),
                            accounting=AccountingConfig(db=ledger))
     with running_server(create_app(config)) as url:
         yield url

@@ -1,4 +1,5 @@
-"""`mercato bench star | economy | gateway | engine | mechanisms | auction | routing`.
+"""`mercato bench star | economy | gateway | engine | mechanisms | auction | routing | kv-index |
+routing-state`.
 
 Each times mercato against a baseline measured in the same run; the benchmarks themselves live in
 :mod:`mercato.bench` and are imported inside the commands so that `mercato --help` stays fast.
@@ -275,4 +276,67 @@ def bench_routing(
     print_table("same gateway: auction vs mercato's cache_aware", report["same_gateway"],
                 ["fleet", "workload", "arrival", "kv_hit", "ttft_p50", "ttft_p95", "cost", "all"])
     stderr.print("wrote " + ", ".join(str(p) for p in paths))
+    _print_targets(report)
+
+
+@bench_app.command("kv-index")
+def bench_kv_index(json_out: JsonFlag = False, seed: SeedOption = 0,
+                   repeats: Annotated[int, typer.Option(min=1, help="Runs per figure (median, min, max).")
+                                      ] = 5) -> None:
+    """Cost of following KV events: gateway time per event, and memory for a 100k-block fleet."""
+    from mercato.bench import kv_index
+
+    with progress() as bar:
+        task = bar.add_task("bench kv-index", total=4)
+        report = kv_index.run(seed=seed, repeats=repeats, on_step=lambda _: bar.advance(task))
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    u = report["update"]
+
+    def spread(s: dict[str, float], unit: str) -> str:
+        return f"{s['median']:.1f} {unit} (min {s['min']:.1f}, max {s['max']:.1f})"
+
+    print_table(f"KV index, median of {report['repeats']} runs", [
+        {"figure": f"update, gateway path ({u['events']} events, {u['blocks_stored']} blocks stored)",
+         "value": spread(u["us_per_event"], "us/event"), "target": "<= 20 us/event"},
+        {"figure": "update, index alone", "value": spread(u["us_per_event_index_only"], "us/event"),
+         "target": "-"},
+        {"figure": f"memory, {report['fleet']['blocks']:,} blocks on {report['fleet']['backends']} backends",
+         "value": spread(report["memory_mb"], "MB"), "target": "<= 50 MB"},
+        *({"figure": f"prompt chain, {n}", "value": spread(s, "us/request"), "target": "-"}
+          for n, s in report["prompt_chain_us"].items()),
+    ])
+    _print_targets(report)
+
+
+@bench_app.command("routing-state")
+def bench_routing_state(
+    json_out: JsonFlag = False,
+    seed: SeedOption = 0,
+    repeats: Annotated[int, typer.Option(min=1, help="Seeds per cell; cells show the spread.")] = 1,
+    quick: Annotated[bool, typer.Option("--quick", help="8 dialogues of 3 turns: a smoke run.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write the JSON report here too.")] = None,
+) -> None:
+    """Routing on exact cache state from KV events against the prefix ledger, with and without pressure."""
+    from mercato.bench import routing_state
+
+    settings = routing_state.StateSettings(seed=seed, repeats=repeats)
+    if quick:
+        settings = routing_state.StateSettings(seed=seed, repeats=repeats, dialogues=8, concurrency=4,
+                                               turns=3, pressure_turns=4, pressure_blocks=96)
+    with progress() as bar:
+        task = bar.add_task("bench routing-state", total=settings.cells())
+        report = routing_state.run(settings, on_cell=lambda _: bar.advance(task))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2))
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    print_table("routing on approximate (prefix ledger) vs exact (KV events) cache state", report["rows"],
+                ["scenario", "router", "state", "seeds", "requests", "errors", "kv_hit", "ttft_p50_ms",
+                 "ttft_p95_ms", "mean_cost"])
+    print_table("exact minus approximate", report["gains"],
+                ["scenario", "router", "kv_hit", "ttft_p50_ms", "ttft_p95_ms", "mean_cost"])
     _print_targets(report)

@@ -34,6 +34,8 @@ def engine_serve(
     seed: Annotated[int, typer.Option(help="Seed of the answer draws.")] = 0,
     instance: Annotated[str | None, typer.Option(
         help="Name sent as every response's system_fingerprint (tells clients which engine served).")] = None,
+    max_model_len: Annotated[int | None, typer.Option(
+        min=1, help="Context length (default: the profile's), as vLLM's --max-model-len.")] = None,
     num_gpu_blocks_override: Annotated[int | None, typer.Option(
         min=1, help="KV blocks of 16 tokens, instead of what the memory share leaves (as vLLM's).")] = None,
     kv_events: Annotated[str | None, typer.Option(
@@ -60,7 +62,8 @@ def engine_serve(
         model = get_profile(profile)
         log = KVEventLog(BLOCK_TOKENS) if kv_events is not None else None
         core = EngineCore(model, max_num_seqs=max_num_seqs, gpu_memory_utilization=gpu_memory_utilization,
-                          seed=seed, num_gpu_blocks=num_gpu_blocks_override, kv_events=log)
+                          seed=seed, num_gpu_blocks=num_gpu_blocks_override, max_model_len=max_model_len,
+                          kv_events=log)
         publisher = (KVEventPublisher(log, kv_events, kv_events_replay, kv_events_topic)
                      if log is not None and kv_events is not None else None)
         app = create_app(core, model_name or profile, speed=speed, instance=instance, kv_publisher=publisher)

@@ -2,12 +2,12 @@
 
 vLLM's events name blocks by the engine's own hashes, which depend on its hash function and seed;
 a request's blocks must be found without either. So every block is also keyed by a chain the
-gateway computes from token ids alone, ``key_i = hash((key_{i-1}, ids_i))`` over the int64 bytes of
-block ``i``'s token ids, from :data:`ROOT`: a ``BlockStored`` event carries the token ids of the
-blocks it stores and the engine hash of their parent, whose key the index already holds. A prompt's
-chain is computed the same way from the engine's own rendering and token ids (the simulated
-engine's: :func:`mercato.engine.tokenizer.token_ids`; a real vLLM would need its model's tokenizer).
-Python salts ``hash`` of bytes per process; keys never leave the process, so only equality matters.
+gateway computes from token ids alone, ``key_i = hash((key_{i-1}, *ids_i))`` over block ``i``'s
+token ids, from :data:`ROOT`: a ``BlockStored`` event carries the token ids of the blocks it
+stores and the engine hash of their parent, whose key the index already holds. A prompt's chain
+is computed the same way from the engine's own rendering and token ids (the simulated engine's:
+:func:`mercato.engine.tokenizer.token_ids`; a real vLLM would need its model's tokenizer). Python's
+``hash`` of a tuple of ints is not salted, and keys never leave the process anyway.
 
 The index is trusted for a backend only while its event stream is unbroken since a point where the
 cache was known (:meth:`KVIndex.set_exact`, decided by the subscriber). Memory is bounded: more
@@ -19,22 +19,17 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 
-import numpy as np
-from numpy.typing import NDArray
-
 from mercato.engine.chat import GENERATION_PROMPT
 from mercato.engine.tokenizer import CHARS_PER_TOKEN, token_ids
 
 ROOT = 0  # the key before a prompt's first block
 
 
-def chain(ids: NDArray[np.int64], block_size: int, parent: int = ROOT) -> list[int]:
+def chain(ids: Sequence[int], block_size: int, parent: int = ROOT) -> list[int]:
     """Keys of the full blocks of ``ids``, chained from ``parent``."""
-    data = np.ascontiguousarray(ids, dtype=np.int64).tobytes()
-    step = block_size * 8
     keys = []
-    for start in range(0, len(data) - step + 1, step):
-        parent = hash((parent, data[start:start + step]))
+    for start in range(0, len(ids) - block_size + 1, block_size):
+        parent = hash((parent, *ids[start:start + block_size]))
         keys.append(parent)
     return keys
 
@@ -45,7 +40,7 @@ def prompt_chain(prompt: str, block_size: int) -> list[int]:
     text = prompt + GENERATION_PROMPT
     tokens = -(-len(text) // CHARS_PER_TOKEN)
     blocks = (tokens - 1) // block_size
-    return chain(token_ids(text[:blocks * block_size * CHARS_PER_TOKEN]), block_size)
+    return chain(token_ids(text[:blocks * block_size * CHARS_PER_TOKEN]).tolist(), block_size)
 
 
 class IndexFull(Exception):
@@ -101,7 +96,7 @@ class KVIndex:
         b.block_size = block_size
         keys, held = b.keys, b.held
         added = 0
-        for h, key in zip(hashes, chain(np.asarray(ids, dtype=np.int64), block_size, start), strict=True):
+        for h, key in zip(hashes, chain(ids, block_size, start), strict=True):
             if h in keys:
                 continue
             keys[h] = key

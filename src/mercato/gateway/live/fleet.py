@@ -91,12 +91,13 @@ class EngineFleet:
     def __init__(self, profiles: Sequence[str], *, speed: float = 1.0, seed: int = 0,
                  max_num_seqs: int = 12, gpu_memory_utilization: float = 0.6,
                  served_name: str | None = None, num_gpu_blocks: int | None = None,
-                 kv_events: bool = False) -> None:
+                 max_model_len: int | None = None, kv_events: bool = False) -> None:
         """``served_name``: one model name served by every engine (routers that balance one model
         across workers need it); by default each engine serves its profile's name. Every engine
         names itself (``<profile>-<k>``) in its responses' ``system_fingerprint``.
-        ``num_gpu_blocks``: each engine's KV blocks instead of what its memory share leaves;
-        ``kv_events``: every engine publishes its KV events, and its backend config subscribes."""
+        ``num_gpu_blocks``: each engine's KV blocks instead of what its memory share leaves (a small
+        pool needs a ``max_model_len`` it can hold); ``kv_events``: every engine publishes its KV
+        events, and its backend config subscribes."""
         for p in profiles:
             get_profile(p)  # fail early, naming the unknown profile
         self.engines = [EngineSpec(f"{p}-{k}", p, free_port(),
@@ -105,7 +106,7 @@ class EngineFleet:
         self.speed, self.seed = speed, seed
         self.max_num_seqs, self.gpu_memory_utilization = max_num_seqs, gpu_memory_utilization
         self.served_name = served_name
-        self.num_gpu_blocks = num_gpu_blocks
+        self.num_gpu_blocks, self.max_model_len = num_gpu_blocks, max_model_len
         self._procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, timeout_s: float = 60.0) -> EngineFleet:
@@ -118,6 +119,8 @@ class EngineFleet:
                    "--gpu-memory-utilization", str(self.gpu_memory_utilization)]
             if self.num_gpu_blocks is not None:
                 cmd += ["--num-gpu-blocks-override", str(self.num_gpu_blocks)]
+            if self.max_model_len is not None:
+                cmd += ["--max-model-len", str(self.max_model_len)]
             if e.kv_events is not None:
                 cmd += ["--kv-events", e.kv_events.endpoint,
                         "--kv-events-replay", str(e.kv_events.replay_endpoint)]
@@ -150,11 +153,12 @@ class EngineFleet:
                 return
         raise KeyError(name)
 
-    def backend_configs(self, capacity: int | None = None) -> list[BackendConfig]:
+    def backend_configs(self, capacity: int | None = None, *, kv_events: bool = True) -> list[BackendConfig]:
         """The fleet as gateway backends, priced from each profile.
 
         ``capacity`` is the gateway's slots per backend (the auction's q_i); default: the
         engines' ``max_num_seqs``. Fewer slots than the engine runs make buyers compete.
+        ``kv_events`` False leaves the engines' KV events unfollowed (the prefix ledger's guess).
         """
         out = []
         for e in self.engines:
@@ -163,7 +167,7 @@ class EngineFleet:
                                      capacity=capacity or self.max_num_seqs,
                                      prices=Prices(input=p.price_input, cached_input=p.price_cached_input,
                                                    output=p.price_output), profile=e.profile,
-                                     kv_events=e.kv_events))
+                                     kv_events=e.kv_events if kv_events else None))
         return out
 
     def price_list(self) -> dict[str, tuple[float, float, float]]:

@@ -104,11 +104,8 @@ class KVEventSubscriber:
     def apply(self, payload: bytes) -> None:
         """The events of one batch payload, in order."""
         decoded = decode_batch(payload)
-        skipped = self.metrics.kv_skipped
-        if decoded.malformed:
-            skipped.labels(self.backend, "malformed").inc(decoded.malformed)
-        if decoded.unknown:
-            skipped.labels(self.backend, "unknown").inc(decoded.unknown)
+        skipped = {"malformed": decoded.malformed, "unknown": decoded.unknown, "medium": 0}
+        applied = {"BlockStored": 0, "BlockRemoved": 0, "AllBlocksCleared": 0}
         index, backend = self.index, self.backend
         for event in decoded.events:
             kind = type(event).__name__
@@ -116,7 +113,7 @@ class KVEventSubscriber:
                 index.cleared(backend)
                 self.trusted = True
             elif event.medium not in (None, MEDIUM_GPU):
-                skipped.labels(backend, "medium").inc()
+                skipped["medium"] += 1
                 continue
             elif kind == "BlockRemoved":
                 index.removed(backend, event.block_hashes)
@@ -124,12 +121,16 @@ class KVEventSubscriber:
                 try:
                     index.stored(backend, event.block_hashes, event.parent_block_hash, event.token_ids,
                                  event.block_size)
-                except (ValueError, OverflowError):  # token ids that do not fill the blocks, or not int64
-                    skipped.labels(backend, "malformed").inc()
+                except ValueError:  # token ids that do not fill the blocks
+                    skipped["malformed"] += 1
                     continue
                 except IndexFull:
                     self._lose("index full", clear=True)
-            self.metrics.kv_events.labels(backend, kind).inc()
+            applied[kind] += 1
+        for counter, counts in ((self.metrics.kv_skipped, skipped), (self.metrics.kv_events, applied)):
+            for label, n in counts.items():
+                if n:
+                    counter.labels(backend, label).inc(n)
 
     async def _recover(self, seq: int) -> None:
         """Batches before ``seq`` were missed: fetch them from the replay endpoint, or lose trust."""
