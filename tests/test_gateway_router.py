@@ -26,13 +26,17 @@ def request(rid: str, prompt: str, session: str = "s", turn: int = 1, bid: float
                         report=BuyerReport(bid=bid), arrival=0.0, model=model)
 
 
-def serve(router: Router, decision, backend: str | None = None, cached: int = 0, ok: bool = True):
+def serve(router: Router, decision, backend: str | None = None, cached: int = 0, ok: bool = True,
+          now: float = 0.0):
+    """Serve a routed request at ``now`` (on ``backend`` instead of its primary: a failover), done 1 s later."""
     backend = backend or decision.backends[0]
-    router.started(decision, backend, 0.0)
+    if backend != decision.backends[0]:
+        router.release(decision, decision.backends[0], now)
+    router.started(decision, backend, now)
     req = decision.request
     obs = Observation(req.request_id, backend, ok, 0.05, 0.5, req.prompt_tokens, cached, 10, "reply",
                       correct=True)
-    return router.finish(decision, obs, 1.0)
+    return router.finish(decision, obs, now + 1.0)
 
 
 @pytest.mark.parametrize(("a", "b"), [("", ""), ("abc", "abd"), ("abc", "abc"), ("abcdef", "abc"),
@@ -174,7 +178,7 @@ def test_deferred_learning_waits_for_learn_then_matches_learning_at_once():
         batch = [request(f"r{i}", f"turn {i} of a dialogue " * (i + 1), session=f"s{i % 3}")]
         for router in (at_once, deferred):  # the same backends for both: the same features
             (decision,) = router.route(list(batch), float(i))
-            record = serve(router, decision, backend="ab"[i % 2])
+            record = serve(router, decision, backend="ab"[i % 2], now=float(i))
             assert record is not None and record.request_id == f"r{i}"  # accounting is never deferred
     assert deferred.snapshot()["unlearned"] == 12
     assert all(b.observations == 0 for b in deferred.predictors.backends)
@@ -188,3 +192,23 @@ def test_deferred_learning_waits_for_learn_then_matches_learning_at_once():
     np.testing.assert_array_equal(late.cost, early.cost)
     np.testing.assert_array_equal(late.quality, early.quality)
     np.testing.assert_allclose(late.latency_s, early.latency_s, rtol=0.05)
+
+
+@pytest.mark.parametrize("policy", ["auction", "least_loaded", "cache_aware"])
+def test_lone_requests_decided_before_any_is_sent_spread_instead_of_herding(policy):
+    """The live batcher may route the next batch before the last one's requests are on the wire:
+    a decided request already counts at its primary, so cold lone requests do not all pick the
+    backend that looked idle to the first."""
+    router = Router([spec(n) for n in "abcd"], policy)
+    decisions = [router.route([request(f"r{i}", "a cold prompt " * 40, session=f"s{i}")], 0.001 * i)[0]
+                 for i in range(8)]
+    assert sorted(d.backends[0] for d in decisions) == sorted("abcd" * 2)
+    assert router.load.inflight.tolist() == [2, 2, 2, 2]
+    first = decisions[0]
+    router.release(first, first.backends[0], 0.01)  # a failover moves the count to the next backend
+    router.started(first, first.backends[1], 0.01)
+    router.started(first, first.backends[1], 0.01)  # said twice: counted once
+    assert router.load.inflight.sum() == 8 and router.load.inflight[router.index[first.backends[1]]] == 3
+    for d in decisions:
+        serve(router, d, backend=d.backends[1] if d is first else None, now=0.02)
+    assert router.load.inflight.tolist() == [0, 0, 0, 0]

@@ -157,7 +157,13 @@ class Router:
         return self._markets.build(batch, now)
 
     def route(self, batch: list[RouteRequest], now: float) -> list[Decision]:
-        """Decide a ranked backend list and a price for every request of the micro-batch."""
+        """Decide a ranked backend list and a price for every request of the micro-batch.
+
+        Each request counts as in flight at its primary from the moment it is decided, not when
+        it is sent: the next batch may be routed before this one's requests are on the wire,
+        and without the reservation back-to-back small batches all see the same idle backend
+        and herd onto it.
+        """
         if not batch:
             return []
         self.load.arrived(len(batch), now)
@@ -181,7 +187,10 @@ class Router:
                 p.latency_s[rows, first].tolist(), cost.tolist(), p.quality[rows, first].tolist(),
                 np.where(routed, welfare[rows, first], np.nan).tolist(), strict=True)):
             self._pending[req.request_id] = _Pending(estimates, i)
-            decisions.append(Decision(req, [names[j] for j in order[:k]], paid, pay, ext, lat, c, q, w))
+            decision = Decision(req, [names[j] for j in order[:k]], paid, pay, ext, lat, c, q, w)
+            if k:
+                self.started(decision, decision.backends[0], now)
+            decisions.append(decision)
         return decisions
 
     @staticmethod
@@ -218,7 +227,8 @@ class Router:
 
     # ---- lifecycle -----------------------------------------------------------------------
     def started(self, decision: Decision, backend: str, now: float) -> None:
-        """The request is now in flight at ``backend`` (after any failover)."""
+        """The request is now in flight at ``backend``: its primary from :meth:`route` on, or the
+        backend it failed over to; a second call for the same backend changes nothing."""
         j = self.index[backend]
         pending = self._pending.get(decision.request.request_id)
         if pending is not None and j not in pending.sent:
