@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -36,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import psutil
-import yaml
 
 from mercato.bench import profile
 from mercato.bench.gateway_load import (
@@ -51,9 +49,9 @@ from mercato.bench.gateway_load import (
     open_loop,
     poisson_arrivals,
 )
-from mercato.bench.peers import SGLANG_POLICIES, sglang_available, sglang_router_process
-from mercato.gateway.live.config import BatchingConfig
-from mercato.gateway.live.fleet import EngineFleet, free_port, stop_process, wait_ready
+from mercato.bench.peers import SGLANG_POLICIES, mercato_process, sglang_available, sglang_router_process
+from mercato.gateway.live.config import AccountingConfig, BatchingConfig, GatewayConfig, PolicyConfig
+from mercato.gateway.live.fleet import EngineFleet
 
 RATES: tuple[int, ...] = (100, 500, 1000)  # always measured
 SWEEP: tuple[int, ...] = (250, 750, 1500, 2000, 3000, 4000, 6000, 8000)  # while the router holds them all
@@ -126,20 +124,6 @@ class Settings:
 
 
 @contextlib.contextmanager
-def _child(args: list[str], health_url: str, log: Path,
-           env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    """A ``python -m mercato ...`` child process, ready once ``health_url`` answers 200."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "mercato", *args], stdout=out,
-                                stderr=subprocess.STDOUT, env=env)
-    try:
-        wait_ready(proc, health_url, 60.0, f"`mercato {' '.join(args)}` (log: {log})")
-        yield proc
-    finally:
-        stop_process(proc, timeout_s=15)
-
-
-@contextlib.contextmanager
 def _started(router: Router, fleet: EngineFleet, workdir: Path,
              gateway_src: Path | None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The router in front of the fleet's one engine; yields its base URL and its process."""
@@ -147,24 +131,14 @@ def _started(router: Router, fleet: EngineFleet, workdir: Path,
         with sglang_router_process(fleet, router.policy) as started:
             yield started
         return
-    port = free_port()
-    config: dict[str, Any] = {
-        "server": {"host": "127.0.0.1", "port": port},
-        "backends": [b.model_dump(mode="json") for b in fleet.backend_configs(capacity=ENGINE_SEQS)],
-        "policy": {"name": router.policy},
-        "accounting": {"db": str(workdir / f"{router.name.replace(':', '-')}.sqlite")},
-    }
-    if router.max_wait_ms is not None:
-        config["batching"] = {"max_wait_ms": router.max_wait_ms}
-    path = workdir / f"{router.name.replace(':', '-')}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = None
-    if gateway_src is not None:
-        env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(gateway_src),
-                                                                         os.environ.get("PYTHONPATH")]))}
-    url = f"http://127.0.0.1:{port}"
-    with _child(["serve", "--config", str(path)], f"{url}/ready", path.with_suffix(".log"), env) as proc:
-        yield url, proc
+    name = router.name.replace(":", "-")
+    wait = {} if router.max_wait_ms is None else {"max_wait_ms": router.max_wait_ms}
+    batching = BatchingConfig(**wait)
+    config = GatewayConfig(backends=fleet.backend_configs(capacity=ENGINE_SEQS),
+                           policy=PolicyConfig(name=router.policy), batching=batching,
+                           accounting=AccountingConfig(db=workdir / f"{name}.sqlite"))
+    with mercato_process(config, workdir / f"{name}.yaml", gateway_src) as started:
+        yield started
 
 
 def _tree(proc: psutil.Process) -> list[psutil.Process]:

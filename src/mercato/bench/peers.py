@@ -1,7 +1,8 @@
 """Routers to compare against, started by the bench itself on 127.0.0.1.
 
-mercato's own gateway runs in-process (its app in a uvicorn thread); the peers run as child
-processes from the optional ``peers`` dependency group (``pip install -e '.[peers]'``): the real
+Every router runs as a child process, mercato's own gateway (``mercato serve``) as much as the
+peers, so that none shares an interpreter, and its lock, with the load generator. The peers come
+from the optional ``peers`` dependency group (``pip install -e '.[peers]'``): the real
 ``sglang-router`` (Rust, from the package registry). A peer that is not installed is skipped and
 the report says so; nothing in the test suite needs one.
 """
@@ -10,14 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from mercato.engine.server import running_server
-from mercato.gateway.live.app import create_app
-from mercato.gateway.live.config import AccountingConfig, GatewayConfig, PolicyConfig
+import yaml
+
+from mercato.gateway.live.config import AccountingConfig, GatewayConfig, PolicyConfig, ServerConfig
 from mercato.gateway.live.fleet import EngineFleet, free_port, stop_process, wait_ready
 from mercato.gateway.live.ledger import remove_ledger
 
@@ -40,8 +42,36 @@ def mercato_router(fleet: EngineFleet, policy: str, ledger: Path, seed: int,
     config = GatewayConfig(backends=fleet.backend_configs(kv_events=kv_events),
                            policy=PolicyConfig(name=policy, seed=seed),
                            accounting=AccountingConfig(db=ledger))
-    with running_server(create_app(config)) as url:
+    with mercato_process(config, ledger.with_suffix(".yaml")) as (url, _):
         yield url
+
+
+@contextlib.contextmanager
+def mercato_process(config: GatewayConfig, path: Path, gateway_src: Path | None = None,
+                    timeout_s: float = 60.0) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``mercato serve`` with ``config`` on a free local port, written to ``path`` (its log beside it).
+
+    Yields the base URL and the process once ``/ready`` answers. ``gateway_src`` runs another
+    checkout's ``src`` folder instead of this one (to compare against an older commit).
+    """
+    port = free_port()
+    served = config.model_copy(update={"server": ServerConfig(host="127.0.0.1", port=port,
+                                                              max_body_bytes=config.server.max_body_bytes)})
+    path.write_text(yaml.safe_dump(served.model_dump(mode="json", exclude_none=True)))
+    env = None
+    if gateway_src is not None:
+        env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(gateway_src),
+                                                                         os.environ.get("PYTHONPATH")]))}
+    url = f"http://127.0.0.1:{port}"
+    log = path.with_suffix(".log")
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "mercato", "serve", "--config", str(path)], stdout=out,
+                                stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_ready(proc, f"{url}/ready", timeout_s, f"`mercato serve` (log: {log})")
+        yield url, proc
+    finally:
+        stop_process(proc, timeout_s=15)
 
 
 @contextlib.contextmanager
