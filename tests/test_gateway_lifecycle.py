@@ -18,15 +18,26 @@ FLEET = ["qwen3-4b", "qwen3-4b", "qwen3-8b", "llama3-8b"]
 
 def test_batching_rule_flushes_full_batches_now_and_others_after_the_wait():
     rule = BatchingRule(max_batch=4, max_wait_s=0.01)
-    assert rule.due(0, math.inf, 5.0) == math.inf
-    assert rule.due(1, 2.0, 2.003) == pytest.approx(2.01)
-    assert rule.due(3, 2.0, 2.003) == pytest.approx(2.01)  # the wait counts from the first request
-    assert rule.due(4, 2.0, 2.003) == 2.003
-    assert rule.due(9, 2.0, 2.003) == 2.003
+    assert rule.due(0, math.inf, math.inf, 5.0) == math.inf
+    assert rule.due(1, 2.0, 2.0, 2.003) == pytest.approx(2.01)
+    assert rule.due(3, 2.0, 2.002, 2.003) == pytest.approx(2.01)  # the wait counts from the first request
+    assert rule.due(4, 2.0, 2.002, 2.003) == 2.003
+    assert rule.due(9, 2.0, 2.002, 2.003) == 2.003
     with pytest.raises(ValueError, match="max_batch"):
         BatchingRule(max_batch=0)
     with pytest.raises(ValueError, match="max_wait_s"):
         BatchingRule(max_wait_s=-1.0)
+    with pytest.raises(ValueError, match="quiet_s"):
+        BatchingRule(quiet_s=-1.0)
+
+
+def test_batching_rule_flushes_a_quiet_queue_before_the_wait():
+    rule = BatchingRule(max_batch=16, max_wait_s=0.01, quiet_s=0.001)
+    assert rule.due(1, 2.0, 2.0, 2.0) == pytest.approx(2.001)  # a lone request leaves when nobody follows
+    assert rule.due(3, 2.0, 2.0045, 2.005) == pytest.approx(2.0055)  # each arrival keeps the batch open
+    assert rule.due(12, 2.0, 2.0095, 2.0096) == pytest.approx(2.01)  # but never past the wait
+    off = BatchingRule(max_batch=16, max_wait_s=0.01, quiet_s=0.01)
+    assert off.due(2, 2.0, 2.004, 2.005) == pytest.approx(2.01)  # quiet >= wait: the IEMAS rule
 
 
 def _router() -> Router:

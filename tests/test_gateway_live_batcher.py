@@ -54,6 +54,25 @@ def test_partial_batch_flushes_after_max_wait_from_first_request():
     run(main())
 
 
+def test_quiet_queue_flushes_before_the_wait_and_arrivals_keep_it_open():
+    async def main():
+        rec = Recorder()
+        batcher = MicroBatcher(rec, BatchingRule(16, 1.0, quiet_s=0.05))
+        start = time.monotonic()
+        first = batcher.submit(1)
+        await asyncio.sleep(0.03)  # inside the quiet time: joins the first request's batch
+        second = batcher.submit(2)
+        assert await first == 10 and await second == 20
+        elapsed = time.monotonic() - start
+        assert rec.batches == [[1, 2]]
+        assert 0.08 <= elapsed < 0.5  # quiet 50 ms after the second request, far before the 1 s wait
+        lone = batcher.submit(3)
+        await asyncio.sleep(0.2)  # nobody follows: it left after the quiet time
+        assert lone.done() and rec.batches[-1] == [3]
+
+    run(main())
+
+
 def test_burst_is_cut_into_batches_of_at_most_max_size_in_order():
     async def main():
         rec = Recorder()

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mercato.gateway.core.batching import BatchingRule
 from mercato.gateway.core.router import RouterSettings
-from mercato.gateway.live.assemble import backend_specs, router_settings
+from mercato.gateway.live.assemble import backend_specs, batching_rule, router_settings
 from mercato.gateway.live.config import ConfigError, GatewayConfig, load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gateway.yaml"
@@ -26,11 +27,12 @@ def errors_of(data) -> str:
     return str(info.value)
 
 
-def test_example_config_loads_with_the_iemas_batching_defaults():
+def test_example_config_loads_with_the_batching_defaults():
     config = load_config(EXAMPLE)
     assert isinstance(config, GatewayConfig)
     assert config.batching.max_batch_size == 16
-    assert config.batching.max_wait_ms == 10
+    assert config.batching.max_wait_ms == 10 and config.batching.quiet_ms == 2
+    assert batching_rule(config) == BatchingRule(16, 0.010, 0.002)  # IEMAS's 16 / 10 ms, cut short when quiet
     assert config.batching.queue_limit == 4096
     specs = backend_specs(config)
     assert len(specs) >= 4 and len({s.profile for s in specs}) >= 3

@@ -28,7 +28,7 @@ def request(rid: str, prompt: str, session: str = "s", turn: int = 1, bid: float
 
 def serve(router: Router, decision, backend: str | None = None, cached: int = 0, ok: bool = True,
           now: float = 0.0):
-    """Serve a routed request at ``now`` (on ``backend`` instead of its primary: a failover), done 1 s later."""
+    """Serve a routed request at ``now`` (on ``backend``, not the primary: a failover); done 1 s later."""
     backend = backend or decision.backends[0]
     if backend != decision.backends[0]:
         router.release(decision, decision.backends[0], now)

@@ -41,7 +41,8 @@ def router_settings(config: GatewayConfig) -> RouterSettings:
 
 def batching_rule(config: GatewayConfig) -> BatchingRule:
     """The micro-batcher's flush rule from the ``batching`` section."""
-    return BatchingRule(config.batching.max_batch_size, config.batching.max_wait_ms / 1000.0)
+    batching = config.batching
+    return BatchingRule(batching.max_batch_size, batching.max_wait_ms / 1000.0, batching.quiet_ms / 1000.0)
 
 
 def build_router(config: GatewayConfig, kv_index: KVIndex | None = None) -> RoutingCore:

@@ -100,12 +100,26 @@ class MicroBatcher(Generic[T, R]):
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         """Schedule the next flush when the rule says the queue is due."""
-        now = time.monotonic()
-        delay = self.rule.due(len(self._queue), self._queue[0].queued_at, now) - now
+        delay = self._until_due()
         if delay <= 0:
             self._schedule_flush(loop)
         else:
-            self._timer = loop.call_later(delay, self._flush)
+            self._timer = loop.call_later(delay, self._on_timer)
+
+    def _until_due(self) -> float:
+        now = time.monotonic()
+        return self.rule.due(len(self._queue), self._queue[0].queued_at, self._queue[-1].queued_at, now) - now
+
+    def _on_timer(self) -> None:
+        """The armed time came: flush, unless later arrivals moved the quiet deadline on."""
+        self._timer = None
+        if not self._queue or self._flush_scheduled:
+            return
+        delay = self._until_due()
+        if delay <= 0:
+            self._flush()
+        else:
+            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
 
     def _retry_after(self) -> int:
         """Seconds until the queue has drained at one batch per wait interval, at least 1."""

@@ -118,7 +118,9 @@ class BackendConfig(_Section):
 
 
 class BatchingConfig(_Section):
-    """Micro-batcher: flush at ``max_batch_size`` or ``max_wait_ms`` after the first queued request.
+    """Micro-batcher: flush at ``max_batch_size``, ``max_wait_ms`` after the first queued request, or
+    ``quiet_ms`` after the latest when no other has arrived since (``quiet_ms`` >= ``max_wait_ms``:
+    off).
 
     Admission: at most ``max_inflight_per_slot`` requests per engine slot (healthy backends'
     ``capacity``) are routed and unfinished at once; the rest wait here, first in first out, for
@@ -127,6 +129,7 @@ class BatchingConfig(_Section):
 
     max_batch_size: Annotated[int, Field(ge=1)] = 16
     max_wait_ms: NonNegative = 10.0
+    quiet_ms: NonNegative = 2.0
     queue_limit: Annotated[int, Field(ge=1)] = 4096
     max_inflight_per_slot: Positive = 2.0
     max_hold_ms: Positive = 5000.0

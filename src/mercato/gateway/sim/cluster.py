@@ -114,7 +114,7 @@ class InProcessCluster:
         for _ in range(min(concurrency, len(run.waiting))):
             run.start_dialogue()
         while run.queue or run.in_flight:
-            flush_at = self.batching.due(len(run.queue), run.first_queued, self.now)
+            flush_at = self.batching.due(len(run.queue), run.first_queued, run.last_queued, self.now)
             engine_at = min(e.next_event_time() for e in self.engines.values())
             t = min(flush_at, engine_at)
             if t == math.inf:
@@ -192,7 +192,7 @@ class _Run:
         self.replies: dict[str, list[str]] = {}
         self.dialogue_of: dict[str, Dialogue] = {}
         self.queue: list[RouteRequest] = []
-        self.first_queued = math.inf
+        self.first_queued = self.last_queued = math.inf
         self.in_flight: dict[str, Dispatch] = {}
         self.logs: list[RequestLog] = []
 
@@ -215,6 +215,7 @@ class _Run:
         self.dialogue_of[req.request_id] = d
         if not self.queue:
             self.first_queued = self.cluster.now
+        self.last_queued = self.cluster.now
         self.queue.append(req)
 
     def flush(self, max_batch: int) -> None:
