@@ -121,14 +121,52 @@ def test_no_buyer_gains_by_misreporting_its_bid(seed):
             assert true_utility(outcome(report), i, slot_of) <= honest + 1e-6
 
 
-def test_bad_penalties_are_refused():
+BAD_SHAPE = r"^penalty must have shape \(2, 2, S\), S >= min\(largest capacity, N\); got \({}\)$"
+BAD_VALUES = r"^penalty must be finite, >= 0 and non-decreasing in the slot rank$"
+
+
+@pytest.mark.parametrize(
+    ("penalty", "message"),
+    [
+        (np.zeros((2, 2, 1)), BAD_SHAPE.format("2, 2, 1")),  # fewer ranks than a batch fills
+        (np.zeros((3, 2, 2)), BAD_SHAPE.format("3, 2, 2")),  # one row per request
+        (np.zeros((2, 3, 2)), BAD_SHAPE.format("2, 3, 2")),  # one column per agent
+        (np.zeros((2, 2)), BAD_SHAPE.format("2, 2")),
+        (np.array([[[1.0, 0.0]] * 2] * 2), BAD_VALUES),
+        (np.full((2, 2, 2), np.nan), BAD_VALUES),
+        (np.full((2, 2, 2), -1.0), BAD_VALUES),
+        ([[[0.0, None]] * 2] * 2, BAD_VALUES),
+    ],
+)
+def test_bad_penalties_are_refused(penalty, message):
     values, costs, capacity = np.ones((2, 2)), np.zeros((2, 2)), np.array([2, 2])
-    with pytest.raises(ValueError, match="shape"):
-        run_congestion_auction(values, costs, np.zeros((2, 2, 1)), capacity)
-    with pytest.raises(ValueError, match="non-decreasing"):
-        run_congestion_auction(values, costs, np.array([[[1.0, 0.0]] * 2] * 2), capacity)
-    with pytest.raises(ValueError, match="finite"):
-        run_congestion_auction(values, costs, np.full((2, 2, 2), np.nan), capacity)
+    with pytest.raises(ValueError, match=message):
+        run_congestion_auction(values, costs, penalty, capacity)
+
+
+@pytest.mark.parametrize(("shape", "capacity"), [((3, 2), [0, 0]), ((3, 0), []), ((0, 2), [1, 1])])
+def test_a_market_without_slots_or_requests_routes_nobody(shape, capacity):
+    # Every backend full or unhealthy (capacity 0) is a normal gateway state, not an error.
+    n, m = shape
+    out = run_congestion_auction(np.ones(shape), np.zeros(shape), np.zeros((n, m, 0)), capacity)
+    assert out.assignment.tolist() == [-1] * n and out.assignment.dtype == np.int64
+    assert out.payments.tolist() == [0.0] * n and out.externality.tolist() == [0.0] * n
+    assert out.slot_prices.tolist() == [0.0] * m
+    assert out.welfare == 0.0 and out.surplus == 0.0
+
+
+def test_slot_prices_are_the_least_externality_paid_at_each_agent():
+    # Request 0 takes agent 0 (10), request 1 agent 1 (7), request 2 waits. Without request 0,
+    # request 1 moves to agent 0 (9) and request 2 takes agent 1 (3): externality 12 - 7 = 5.
+    # Without request 1, request 2 takes agent 1: 13 - 10 = 3. Agent 2 has a slot nobody wants.
+    values = np.array([[10.0, 0.0, 0.0], [9.0, 7.0, 0.0], [0.0, 3.0, 0.0]])
+    costs = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
+    out = run_congestion_auction(values + costs, costs, np.zeros((3, 3, 1)), [1, 1, 1])
+    assert out.assignment.tolist() == [0, 1, -1]
+    assert out.externality.tolist() == pytest.approx([5.0, 3.0, 0.0])
+    assert out.payments.tolist() == pytest.approx([6.0, 5.0, 0.0])
+    assert out.slot_prices.tolist() == pytest.approx([5.0, 3.0, 0.0])
+    assert out.surplus == pytest.approx(8.0) and out.welfare == pytest.approx(17.0)
 
 
 def test_payments_cover_costs_and_the_hub_keeps_a_non_negative_surplus():

@@ -56,16 +56,18 @@ def run_congestion_auction(values: ArrayLike, costs: ArrayLike, penalty: ArrayLi
         raise ValueError("penalty must be finite, >= 0 and non-decreasing in the slot rank")
     weights, agent = _slot_weights(w, p, cap)
     total, slot = _best(weights)
-    assignment = np.where(slot >= 0, agent[np.maximum(slot, 0)], -1).astype(np.int64)
+    won = slot >= 0  # index only the matched rows: ``agent`` is empty when no agent has a slot
+    assignment = np.full(n, -1, dtype=np.int64)
+    assignment[won] = agent[slot[won]]
     externality = np.zeros(n)
-    for i in np.flatnonzero(slot >= 0):
+    for i in np.flatnonzero(won):
         others, _ = _best(np.delete(weights, i, axis=0))
         externality[i] = max(0.0, others - (total - weights[i, slot[i]]))
-    matched = assignment >= 0
-    payments = np.where(matched, c[np.arange(n), np.maximum(assignment, 0)] + externality, 0.0)
+    payments = np.zeros(n)
+    payments[won] = c[won, assignment[won]] + externality[won]
     prices = np.zeros(m)
     for a in range(m):
-        at = matched & (assignment == a)
+        at = won & (assignment == a)
         prices[a] = externality[at].min() if at.any() else 0.0
     return AuctionOutcome(assignment=assignment, welfare=total, payments=payments, externality=externality,
                           surplus=float(externality.sum()), slot_prices=prices)

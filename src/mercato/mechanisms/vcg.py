@@ -169,8 +169,9 @@ def run_vcg_auction(values: ArrayLike, costs: ArrayLike, capacity: ArrayLike, *,
 
     ``values`` and ``costs`` are (N requests, M agents); ``capacity`` has one entry per agent.
     ``warm_prices`` (M,), typically the previous round's ``slot_prices``, makes the solve
-    faster and never changes the outcome. Raises ValueError on malformed input; N = 0 or M = 0
-    gives an empty outcome.
+    faster and never changes the outcome, except that between exactly equally good allocations
+    it may pick another one (same welfare, its own Clarke payments). Raises ValueError on
+    malformed input; N = 0 or M = 0 gives an empty outcome.
     """
     w = auction_welfare(values, costs)
     c = np.asarray(costs, dtype=np.float64)

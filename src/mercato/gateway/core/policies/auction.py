@@ -19,7 +19,8 @@ class AuctionPolicy(Stateless):
 
     A running average of the rounds' market-clearing slot prices warm-starts the next solve:
     consecutive batches of one market clear at similar prices, and the outcome never depends
-    on them (see :mod:`mercato.mechanisms.bmatching`).
+    on them but for the choice between exactly equally good allocations (see
+    :mod:`mercato.mechanisms.bmatching`).
     """
 
     name = "auction"

@@ -14,7 +14,7 @@ run's own feedback:
   remembered queries under a Beta(1, 1) prior, and the same weighted mean of their cost (the
   backend's list price for the prompt while it remembers nothing);
 - decision: the best ``quality - cost_weight * cost / max cost`` among backends with a free slot,
-  plus an exploration bonus that shrinks as a backend collects labels.
+  plus an exploration bonus ``explore / sqrt(1 + labels)`` that shrinks as a backend collects labels.
 """
 
 from __future__ import annotations

@@ -5,9 +5,11 @@ query's embedding and a learned model embedding, trained on preference data. Her
 offline preference data, so the router trains online from the run's own feedback: a query is
 a hashed bag of its last words plus its domain, the score is
 ``sigmoid(b_m + q_m . (P^T x))`` = predicted probability that model m answers correctly, and
-each finished request with a known answer takes one SGD step on the logistic loss. Routing
-picks the best ``quality - cost_weight * relative price`` with a free slot, exploring at random
-with a decaying probability so that every backend gets labels.
+each finished request with a known answer takes one SGD step on the logistic loss (L2-regularised
+in ``q_m`` and ``P``). Routing picks the best ``quality - cost_weight * relative price`` with a free
+slot (price: input plus output list price, relative to the dearest backend's), and with probability
+``explore / (1 + updates / 50)`` scores a request's backends at random instead, so that every
+backend gets labels.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class MatrixFactorisationPolicy:
         self.updates = 0
 
     def embed(self, request: RouteRequest) -> NDArray[np.float64]:
-        """Hashed, L2-normalised bag of the prompt's last 64 words and the domain."""
+        """Hashed, L2-normalised bag of the last 64 words in the last 600 characters, and the domain."""
         words = _WORD.findall(request.prompt[-600:].lower())[-64:]
         words.append(f"__domain_{request.domain}")
         x = np.zeros(self.hash_dim)
