@@ -126,7 +126,8 @@ def test_api_keys_enabled_require_a_valid_bearer_key(engine_urls, tmp_path):
 
 def test_full_batch_queue_answers_429_with_retry_after_and_never_hangs(engine_urls, tmp_path):
     config = config_for(engine_urls, tmp_path / "l.sqlite", CLUSTER,
-                        batching={"max_batch_size": 16, "max_wait_ms": 1500, "queue_limit": 1})
+                        batching={"max_batch_size": 16, "max_wait_ms": 1500, "quiet_ms": 1500,
+                                  "queue_limit": 1})
     with gateway(config) as (url, gw):
         first: dict = {}
         waiting = threading.Thread(target=lambda: first.update(
