@@ -35,7 +35,7 @@ def test_routing_state_gains_are_exact_minus_approximate_averaged_over_seeds():
             _row("pressure", "auction", "exact", 0.66, 30.0, seed=0),
             _row("pressure", "auction", "exact", 0.66, 30.0, seed=1),
             _row("default", "auction", "exact", 0.8)]
-    rows = routing_state.combine(runs)
+    rows = routing_state.combine_states(runs)
     approx = next(r for r in rows if r["state"] == "approximate")
     assert approx["kv_hit"] == pytest.approx(0.61)
     assert (approx["kv_hit_lo"], approx["kv_hit_hi"]) == (0.60, 0.62)

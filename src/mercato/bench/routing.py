@@ -152,17 +152,21 @@ def run_cell(settings: RoutingSettings, fleet_name: str, workload: str, arrival:
             "seed": settings.seed, **cell_metrics(records, prices)}
 
 
-def combine(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (fleet, workload, arrival, router): metrics averaged over seeds, with min and max."""
-    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+CELL_KEYS: tuple[str, ...] = ("fleet", "workload", "arrival", "router")
+
+
+def combine(runs: Sequence[dict[str, Any]], keys: Sequence[str] = CELL_KEYS,
+            metrics: Sequence[str] = METRICS) -> list[dict[str, Any]]:
+    """One row per value of ``keys`` (cell and router): ``metrics`` averaged over seeds, with min and max."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in runs:
-        groups.setdefault((r["fleet"], r["workload"], r["arrival"], r["router"]), []).append(r)
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
     out = []
-    for (fleet, workload, arrival, router), rs in groups.items():
-        row: dict[str, Any] = {"fleet": fleet, "workload": workload, "arrival": arrival, "router": router,
-                               "seeds": len(rs), "requests": sum(r["requests"] for r in rs),
-                               "errors": sum(r["errors"] for r in rs)}
-        for metric in METRICS:
+    for key, rs in groups.items():
+        row: dict[str, Any] = dict(zip(keys, key, strict=True))
+        row |= {"seeds": len(rs), "requests": sum(r["requests"] for r in rs),
+                "errors": sum(r["errors"] for r in rs)}
+        for metric in metrics:
             values = [r[metric] for r in rs if r[metric] is not None]
             row[metric] = float(np.mean(values)) if values else None
             row[f"{metric}_lo"] = min(values) if values else None

@@ -24,10 +24,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mercato.bench.peers import mercato_router
-from mercato.bench.routing import FLEETS, SERVED_NAME, RoutingSettings, cell_metrics, workload_dialogues
+from mercato.bench.routing import (
+    FLEETS,
+    SERVED_NAME,
+    RoutingSettings,
+    cell_metrics,
+    combine,
+    workload_dialogues,
+)
 from mercato.engine.kv_cache import BLOCK_TOKENS
 from mercato.gateway.live.fleet import EngineFleet
 from mercato.workloads.loadgen import run_load
@@ -98,23 +103,9 @@ def run_cell(settings: StateSettings, scenario: str, router: str, state: str,
             **cell_metrics(records, prices)}
 
 
-def combine(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def combine_states(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (scenario, router, state): metrics averaged over seeds, with min and max."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for r in runs:
-        groups.setdefault((r["scenario"], r["router"], r["state"]), []).append(r)
-    rows = []
-    for (scenario, router, state), rs in groups.items():
-        row: dict[str, Any] = {"scenario": scenario, "router": router, "state": state, "seeds": len(rs),
-                               "requests": sum(r["requests"] for r in rs),
-                               "errors": sum(r["errors"] for r in rs)}
-        for metric in METRICS:
-            values = [r[metric] for r in rs if r[metric] is not None]
-            row[metric] = float(np.mean(values)) if values else None
-            row[f"{metric}_lo"] = min(values) if values else None
-            row[f"{metric}_hi"] = max(values) if values else None
-        rows.append(row)
-    return rows
+    return combine(runs, ("scenario", "router", "state"), METRICS)
 
 
 def gains(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -144,7 +135,7 @@ def run(settings: StateSettings, on_cell: Callable[[dict[str, Any]], None] | Non
                         runs.append(row)
                         if on_cell is not None:
                             on_cell(row)
-    rows = combine(runs)
+    rows = combine_states(runs)
     delta = gains(rows)
     auction = [g for g in delta if g["scenario"] == "pressure" and g["router"] == "auction"]
     gain = auction[0]["kv_hit"] if auction else None
