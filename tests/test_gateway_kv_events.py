@@ -45,8 +45,8 @@ class Follower:
         self.index = KVIndex({"e": 1000})
         self.metrics = GatewayMetrics()
         self.ctx = zmq.asyncio.Context()
-        self.sub = KVEventSubscriber("e", KVEventsSource(endpoint=endpoint, replay_endpoint=replay),
-                                     self.index, self.metrics, self.ctx)
+        source = KVEventsSource(endpoint=endpoint, replay_endpoint=replay, tokenizer="mercato")
+        self.sub = KVEventSubscriber("e", source, self.index, self.metrics, self.ctx)
         self.task = asyncio.create_task(self.sub.run())
 
     async def connected(self) -> None:

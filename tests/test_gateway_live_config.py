@@ -71,6 +71,11 @@ def test_bad_capacity_names_its_index_and_field():
     ({"backends": [backend("a")], "api_keys": {"short": "alice"}}, "api_keys:"),
     ({"backends": [backend("a", model="mercato")]}, "reserved"),
     ({"backends": [backend("a", api_key="k", api_key_env="K")]}, "backends.0:"),
+    # exact KV state needs the engine's tokenizer: a real vLLM's events are refused, not silently unmatched
+    ({"backends": [backend("a", kv_events={"endpoint": "tcp://127.0.0.1:5557"})]},
+     "backends.0.kv_events.tokenizer:"),
+    ({"backends": [backend("a", kv_events={"endpoint": "tcp://127.0.0.1:5557", "tokenizer": "Qwen/Qwen3"})]},
+     "backends.0.kv_events.tokenizer:"),
     ([1, 2], "mapping"),
 ])
 def test_invalid_configs_name_the_problem(data, where):

@@ -32,7 +32,7 @@ from mercato.engine.chat import render_chat
 from mercato.engine.kv_cache import BLOCK_TOKENS
 from mercato.engine.kv_events import ARRAY, KVEventLog, encode_batch
 from mercato.gateway.core.kv_index import KVIndex, prompt_chain
-from mercato.gateway.live.config import KVEventsSource
+from mercato.gateway.live.config import KNOWN_TOKENIZER, KVEventsSource
 from mercato.gateway.live.kv_subscriber import KVEventSubscriber
 from mercato.gateway.live.metrics import GatewayMetrics
 from mercato.workloads import dialogue_messages, synthetic_dialogues
@@ -81,7 +81,8 @@ def update_cost(payloads: list[bytes], repeats: int) -> dict[str, Any]:
     whole, index_only = [], []
     for _ in range(repeats):
         index = KVIndex({"e": 1_000_000})
-        source = KVEventsSource(endpoint="tcp://127.0.0.1:1")  # never connected: apply() is timed alone
+        # never connected: apply() is timed alone
+        source = KVEventsSource(endpoint="tcp://127.0.0.1:1", tokenizer=KNOWN_TOKENIZER)
         follower = KVEventSubscriber("e", source, index, GatewayMetrics(), ctx)
         start = time.process_time()
         for payload in payloads:

@@ -44,18 +44,35 @@ class Prices(_Section):
     output: NonNegative
 
 
+KNOWN_TOKENIZER = "mercato"  # the one token scheme the gateway can repeat (engine.tokenizer)
+
+
 class KVEventsSource(_Section):
     """Where a backend publishes vLLM's KV-cache events (``--kv-events-config`` / ``--kv-events``).
 
     ``endpoint``: the ZeroMQ PUB address to subscribe to; ``replay_endpoint``: its ROUTER replay
     socket, if any (missed batches are fetched there); ``topic``: the publisher's topic;
-    ``max_blocks``: the most blocks the gateway's index holds for it (at least the engine's KV blocks).
+    ``max_blocks``: the most blocks the gateway's index holds for it (at least the engine's KV blocks);
+    ``tokenizer``: how the engine turns a prompt into the token ids its events carry, which the
+    gateway must repeat to find a prompt's blocks. Only ``mercato`` (the simulated engine's
+    4-character tokens) is known: a real vLLM's events would never match a prompt, and silently
+    zero its affinity, so such a config is refused rather than accepted.
     """
 
     endpoint: str
     replay_endpoint: str | None = None
     topic: str = ""
     max_blocks: Annotated[int, Field(ge=1)] = 262_144
+    tokenizer: Annotated[str | None, Field(validate_default=True)] = None
+
+    @field_validator("tokenizer", mode="after")
+    @classmethod
+    def _known_tokenizer(cls, value: str | None) -> str | None:
+        if value != KNOWN_TOKENIZER:
+            raise ValueError(f"must be {KNOWN_TOKENIZER!r} (mercato's simulated engine): the gateway finds a "
+                             "prompt's blocks only with the engine's own tokenizer, and it does not run a "
+                             "real model's tokenizer yet, so a vLLM's events would never match")
+        return value
 
     @field_validator("endpoint", "replay_endpoint")
     @classmethod

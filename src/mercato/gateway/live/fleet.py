@@ -20,7 +20,7 @@ from types import TracebackType
 import httpx
 
 from mercato.engine import get_profile
-from mercato.gateway.live.config import BackendConfig, KVEventsSource, Prices
+from mercato.gateway.live.config import KNOWN_TOKENIZER, BackendConfig, KVEventsSource, Prices
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
@@ -82,7 +82,8 @@ class EngineSpec:
         if self.kv_ports is None:
             return None
         pub, replay = self.kv_ports
-        return KVEventsSource(endpoint=f"tcp://127.0.0.1:{pub}", replay_endpoint=f"tcp://127.0.0.1:{replay}")
+        return KVEventsSource(endpoint=f"tcp://127.0.0.1:{pub}", replay_endpoint=f"tcp://127.0.0.1:{replay}",
+                              tokenizer=KNOWN_TOKENIZER)
 
 
 class EngineFleet:
