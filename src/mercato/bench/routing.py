@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -125,10 +125,10 @@ def _priced(price: tuple[float, float, float], r: RequestRecord) -> float:
 
 
 @contextlib.contextmanager
-def _router(label: str, fleet: EngineFleet, ledger: Path, seed: int) -> Iterator[str]:
+def _router(label: str, fleet: EngineFleet, ledger: Path, seed: int, kv_events: bool) -> Iterator[str]:
     kind, policy = label.split(":")
     if kind == "mercato":
-        with mercato_router(fleet, policy, ledger, seed) as url:
+        with mercato_router(fleet, policy, ledger, seed, kv_events=kv_events) as url:
             yield url
     else:
         with sglang_router(fleet, policy) as url:
@@ -136,13 +136,18 @@ def _router(label: str, fleet: EngineFleet, ledger: Path, seed: int) -> Iterator
 
 
 def run_cell(settings: RoutingSettings, fleet_name: str, workload: str, arrival: str, router: str,
-             workdir: Path) -> dict[str, Any]:
-    """One router on a fresh fleet: the cell's metrics."""
+             workdir: Path, *, engines: Mapping[str, Any] | None = None,
+             kv_events: bool = False) -> dict[str, Any]:
+    """One router on a fresh fleet: the cell's metrics.
+
+    ``engines``: more :class:`EngineFleet` options (small KV pools, engines that publish KV
+    events); ``kv_events``: mercato's gateway follows the events of engines that publish them.
+    """
     dialogues = workload_dialogues(workload, settings)
     with EngineFleet(FLEETS[fleet_name], speed=settings.speed, seed=settings.seed,
-                     max_num_seqs=settings.max_num_seqs, served_name=SERVED_NAME) as fleet:
+                     max_num_seqs=settings.max_num_seqs, served_name=SERVED_NAME, **(engines or {})) as fleet:
         ledger = workdir / f"ledger-{router.replace(':', '-')}.sqlite"
-        with _router(router, fleet, ledger, settings.seed) as url:
+        with _router(router, fleet, ledger, settings.seed, kv_events) as url:
             records = asyncio.run(run_load(
                 url, dialogues, model=SERVED_NAME, concurrency=settings.concurrency,
                 poisson_rate=settings.poisson_rate if arrival == "poisson" else None,

@@ -17,25 +17,15 @@ Target: under pressure, exact state raises the auction's KV hit by >= 0.03 over 
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mercato.bench.peers import mercato_router
-from mercato.bench.routing import (
-    FLEETS,
-    SERVED_NAME,
-    RoutingSettings,
-    cell_metrics,
-    combine,
-    workload_dialogues,
-)
+from mercato.bench import routing
+from mercato.bench.routing import FLEETS, RoutingSettings, combine
 from mercato.engine.kv_cache import BLOCK_TOKENS
-from mercato.gateway.live.fleet import EngineFleet
-from mercato.workloads.loadgen import run_load
 
 SCENARIOS: tuple[str, ...] = ("default", "pressure")
 STATES: tuple[str, ...] = ("approximate", "exact")
@@ -82,25 +72,20 @@ class StateSettings:
 
 def run_cell(settings: StateSettings, scenario: str, router: str, state: str,
              workdir: Path) -> dict[str, Any]:
-    """One router with one cache state on a fresh fleet: the cell's metrics."""
+    """One router with one cache state on a fresh fleet that publishes its KV events: bench routing's
+    cell, keyed by scenario and state."""
     pressure = scenario == "pressure"
     work = RoutingSettings(fleets=(settings.fleet,), workloads=(settings.workload,),
                            arrivals=(settings.arrival,), dialogues=settings.dialogues,
-                           turns=settings.pressure_turns if pressure else settings.turns, seed=settings.seed)
-    dialogues = workload_dialogues(settings.workload, work)
+                           turns=settings.pressure_turns if pressure else settings.turns,
+                           concurrency=settings.concurrency, max_num_seqs=settings.max_num_seqs,
+                           max_tokens=settings.max_tokens, speed=settings.speed, seed=settings.seed)
     blocks = settings.pressure_blocks if pressure else None
-    with EngineFleet(FLEETS[settings.fleet], speed=settings.speed, seed=settings.seed,
-                     max_num_seqs=settings.max_num_seqs, served_name=SERVED_NAME, num_gpu_blocks=blocks,
-                     max_model_len=blocks * BLOCK_TOKENS if blocks else None, kv_events=True) as fleet:
-        ledger = workdir / f"ledger-{scenario}-{router}-{state}.sqlite"
-        with mercato_router(fleet, router, ledger, settings.seed, kv_events=state == "exact") as url:
-            records = asyncio.run(run_load(
-                url, dialogues, model=SERVED_NAME, concurrency=settings.concurrency,
-                poisson_rate=work.poisson_rate if settings.arrival == "poisson" else None,
-                max_tokens=settings.max_tokens, seed=settings.seed, run_id=f"state-{router}-{state}"))
-        prices = fleet.price_list()
-    return {"scenario": scenario, "router": router, "state": state, "seed": settings.seed,
-            **cell_metrics(records, prices)}
+    engines = {"num_gpu_blocks": blocks, "max_model_len": blocks * BLOCK_TOKENS if blocks else None,
+               "kv_events": True}
+    row = routing.run_cell(work, settings.fleet, settings.workload, settings.arrival, f"mercato:{router}",
+                           workdir, engines=engines, kv_events=state == "exact")
+    return row | {"scenario": scenario, "router": router, "state": state}
 
 
 def combine_states(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
