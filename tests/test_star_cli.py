@@ -87,9 +87,12 @@ def test_experiment_writes_results(tmp_path):
     assert report["dsic"]["max_gain_usd"] <= 1e-9
     assert all(v <= 1e-12 for v in report["individual_rationality_worst_shortfall_usd"].values())
     for name in ("trials.csv", "summary.csv", "broadcaster_trap.csv", "dsic.csv", "summary.json",
-                 "summary.md", "payments.png", "reductions.png", "trap.png"):
+                 "summary.md", "payments.png", "reductions.png", "trap.png", "claims.csv", "sweep.csv"):
         assert (out / name).stat().st_size > 0, name
-    assert "| S4: Hourglass-structure |" in (out / "summary.md").read_text()
+    text = (out / "summary.md").read_text()
+    assert "| S4: Hourglass-structure |" in text
+    assert text.splitlines()[2].startswith("Of 38 claims: ")
+    assert len(report["sweep"]) == 6 * 4  # every (rho, kappa) point, every scenario
 
 
 def test_bench_reports_targets():

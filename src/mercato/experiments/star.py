@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from numpy.typing import NDArray
 
 from mercato.mechanisms.myerson import VirtualCost
 from mercato.mechanisms.workflow import (
+    Agent,
     AllocationSolver,
     ProcurementOutcome,
     WorkflowMarket,
@@ -31,8 +33,8 @@ from mercato.mechanisms.workflow import (
     run_star,
 )
 from mercato.mechanisms.workflow.properties import ProcurementMechanism
-from mercato.reporting import markdown_table, write_csv, write_json
-from mercato.star.market import DEFAULT_INPUT_RATIO, draw_costs, market_agents
+from mercato.reporting import write_csv, write_json
+from mercato.star.market import DEFAULT_INPUT_RATIO, TrialCosts, draw_costs, market_agents
 from mercato.star.plan import PER_MILLION
 from mercato.star.scenarios import SCENARIOS, scenario
 
@@ -47,6 +49,10 @@ PAPER_PAYMENTS: dict[str, dict[str, tuple[float, float]]] = {
 # ... and STAR's payment reduction (%) vs myopic and vs homogeneous.
 PAPER_REDUCTIONS: dict[str, tuple[float, float]] = {
     "S1": (10.0, 21.6), "S2": (22.9, 33.6), "S3": (9.5, 20.2), "S4": (19.4, 29.5)}
+# The choices the paper leaves open, swept: input price as a share of output price (it cites
+# input 2x-8x cheaper) and cached input as a share of fresh input (it cites "often < 10%").
+SWEEP_RATIOS = (0.125, 0.25, 0.5)
+SWEEP_DISCOUNTS = (0.0, 0.1)
 # A node counts as moved when STAR's agent is dearer for it than the cheapest by more than this.
 _MOVE_RTOL = 1e-9
 
@@ -122,14 +128,47 @@ def _summary_row(name: str, totals: dict[str, list[float]]) -> dict[str, Any]:
     return row
 
 
+@dataclass(frozen=True)
+class Trial:
+    """One trial of one scenario: its market, true costs, priors and the three outcomes."""
+
+    market: WorkflowMarket
+    draw: TrialCosts
+    engine: AllocationSolver
+    vcs: list[VirtualCost]
+    outcomes: dict[str, ProcurementOutcome]
+    star_ms: float
+
+
+def draw_trial(name: str, rng: np.random.Generator, agents: list[Agent]) -> Trial:
+    """Fresh token noise and costs for scenario ``name``, then STAR and both baselines on truthful bids."""
+    workflow = scenario(name, rng)
+    draw = draw_costs(rng)
+    market = WorkflowMarket(workflow, agents)
+    engine = make_solver(market)
+    vcs = draw.virtual_costs()
+    start = time.perf_counter()
+    star = run_star(market, draw.costs, vcs, solver=engine)
+    star_ms = (time.perf_counter() - start) * 1e3
+    outcomes = {"star": star, "myopic": run_myopic(market, draw.costs, draw.high),
+                "homogeneous": run_homogeneous(market, draw.costs, draw.high)}
+    return Trial(market, draw, engine, vcs, outcomes, star_ms)
+
+
 def run(trials: int = 50, seed: int = 0, input_ratio: float = DEFAULT_INPUT_RATIO, dsic_trials: int = 3,
-        out: Path = Path("results/star"), on_trial: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Run every scenario, write CSV/JSON/PNG/markdown under ``out`` and return the report."""
+        out: Path = Path("results/star"), on_trial: Callable[[], None] | None = None, *,
+        cached_discount: float = 0.0, sweep: bool = True) -> dict[str, Any]:
+    """Run every scenario, write CSV/JSON/PNG/markdown under ``out`` and return the report.
+
+    With ``sweep``, Table 1 is also re-run (same seed and trials, no DSIC) at every point of
+    :data:`SWEEP_RATIOS` x :data:`SWEEP_DISCOUNTS`, the choices the paper leaves open, so the
+    claims table can say how close any of them comes to each cell.
+    """
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
     if not 0 <= dsic_trials <= trials:
         raise ValueError(f"dsic_trials must be between 0 and trials ({trials}), got {dsic_trials}")
-    agents = market_agents(input_ratio)
+    agents = market_agents(input_ratio, cached_discount)
     trial_rows: list[dict[str, Any]] = []
     moves: list[dict[str, Any]] = []
     dsic_rows: list[dict[str, Any]] = []
@@ -140,38 +179,28 @@ def run(trials: int = 50, seed: int = 0, input_ratio: float = DEFAULT_INPUT_RATI
         rng = np.random.default_rng([seed, k])
         totals: dict[str, list[float]] = {m: [] for m in MECHANISMS}
         for t in range(trials):
-            workflow = scenario(name, rng)
-            draw = draw_costs(rng)
-            market = WorkflowMarket(workflow, agents)
-            engine = make_solver(market)
-            vcs = draw.virtual_costs()
-            start = time.perf_counter()
-            star = run_star(market, draw.costs, vcs, solver=engine)
-            star_ms = (time.perf_counter() - start) * 1e3
-            outcomes: dict[str, ProcurementOutcome] = {
-                "star": star,
-                "myopic": run_myopic(market, draw.costs, draw.high),
-                "homogeneous": run_homogeneous(market, draw.costs, draw.high),
-            }
-            row: dict[str, Any] = {"scenario": name, "trial": t, "hour": draw.hour, "solver": star.solver,
-                                   "star_ms": star_ms}
-            for m, outcome in outcomes.items():
+            trial = draw_trial(name, rng, agents)
+            row: dict[str, Any] = {"scenario": name, "trial": t, "hour": trial.draw.hour,
+                                   "solver": trial.outcomes["star"].solver, "star_ms": trial.star_ms}
+            for m, outcome in trial.outcomes.items():
                 totals[m].append(outcome.total_payment * PER_MILLION)
                 row[f"{m}_payment"] = outcome.total_payment * PER_MILLION
-                row[f"{m}_true_cost"] = outcome.true_cost(draw.costs) * PER_MILLION
-                worst_ir[m] = max(worst_ir[m], check_procurement_ir(outcome, draw.costs).worst * PER_MILLION)
+                row[f"{m}_true_cost"] = outcome.true_cost(trial.draw.costs) * PER_MILLION
+                worst_ir[m] = max(worst_ir[m],
+                                  check_procurement_ir(outcome, trial.draw.costs).worst * PER_MILLION)
             trial_rows.append(row)
-            moves += trap_moves(name, market, draw.costs, star.assignment)
+            moves += trap_moves(name, trial.market, trial.draw.costs, trial.outcomes["star"].assignment)
             if t < dsic_trials:
-                report = check_procurement_dsic(_star_mechanism(market, vcs, engine), draw.costs)
+                mechanism = _star_mechanism(trial.market, trial.vcs, trial.engine)
+                report = check_procurement_dsic(mechanism, trial.draw.costs)
                 dsic_rows.append({"scenario": name, "trial": t, "misreports": report.tried,
                                   "max_gain_usd": report.max_gain * PER_MILLION,
                                   "agent": agents[report.buyer].name if report.buyer >= 0 else "",
                                   "misreport": report.misreport,
-                                  "star_payment_usd": star.total_payment * PER_MILLION})
+                                  "star_payment_usd": trial.outcomes["star"].total_payment * PER_MILLION})
             if on_trial is not None:
                 on_trial()
-        for node in workflow.nodes:
+        for node in trial.market.workflow.nodes:
             role_counts[(name, node.role)] = role_counts.get((name, node.role), 0) + 1
         summary.append(_summary_row(name, totals))
     trap = _trap_summary(moves, role_counts, trials)
@@ -180,16 +209,36 @@ def run(trials: int = 50, seed: int = 0, input_ratio: float = DEFAULT_INPUT_RATI
         "seed": seed,
         "trials": trials,
         "input_ratio": input_ratio,
+        "cached_discount": cached_discount,
         "summary": summary,
         "broadcaster_trap": trap,
         "dsic": {"trials_checked": len(dsic_rows), "misreports": sum(r["misreports"] for r in dsic_rows),
                  "max_gain_usd": max((r["max_gain_usd"] for r in dsic_rows), default=0.0),
                  "rows": dsic_rows},
         "individual_rationality_worst_shortfall_usd": worst_ir,
+        "sweep": sweep_table1(trials, seed, on_trial) if sweep else [],
         "out": str(out),
     }
     _write(out, report, trial_rows)
     return report
+
+
+def sweep_table1(trials: int, seed: int, on_trial: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """Table 1's summary rows at every (rho, kappa) of the sweep, each tagged with its point."""
+    rows = []
+    for rho in SWEEP_RATIOS:
+        for kappa in SWEEP_DISCOUNTS:
+            agents = market_agents(rho, kappa)
+            for k, name in enumerate(SCENARIOS):
+                rng = np.random.default_rng([seed, k])
+                totals: dict[str, list[float]] = {m: [] for m in MECHANISMS}
+                for _ in range(trials):
+                    for m, outcome in draw_trial(name, rng, agents).outcomes.items():
+                        totals[m].append(outcome.total_payment * PER_MILLION)
+                    if on_trial is not None:
+                        on_trial()
+                rows.append({"input_ratio": rho, "cached_discount": kappa, **_summary_row(name, totals)})
+    return rows
 
 
 def _write(out: Path, report: dict[str, Any], trial_rows: list[dict[str, Any]]) -> None:
@@ -198,121 +247,6 @@ def _write(out: Path, report: dict[str, Any], trial_rows: list[dict[str, Any]]) 
     write_csv(out / "broadcaster_trap.csv", report["broadcaster_trap"])
     write_csv(out / "dsic.csv", report["dsic"]["rows"])
     write_json(out / "summary.json", report)
-    _plot(out, report)
-    (out / "summary.md").write_text(markdown(report))
+    write_csv(out / "sweep.csv", report["sweep"])
 
 
-def _plot(out: Path, report: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = report["summary"]
-    names = [r["scenario"] for r in rows]
-    x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for k, m in enumerate(MECHANISMS):
-        ax.bar(x + (k - 1) * 0.27, [r[f"{m}_mean"] for r in rows], 0.25,
-               yerr=[r[f"{m}_std"] for r in rows], capsize=3, label=f"{m} (ours)")
-        ax.scatter(x + (k - 1) * 0.27, [r[f"paper_{m}_mean"] for r in rows], marker="D",
-                   facecolors="none", edgecolors="black", zorder=3, label="paper" if k == 0 else None)
-    ax.set_xticks(x, names)
-    ax.set_ylabel("total payment per workflow ($)")
-    ax.set_title(f"STAR vs baselines, {report['trials']} trials (mean ± std)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "payments.png", dpi=100)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(8, 4))
-    series = [("vs_myopic_pct", "vs myopic (ours)"), ("paper_vs_myopic_pct", "vs myopic (paper)"),
-              ("vs_homogeneous_pct", "vs homogeneous (ours)"),
-              ("paper_vs_homogeneous_pct", "vs homogeneous (paper)")]
-    for k, (key, label) in enumerate(series):
-        ax.bar(x + (k - 1.5) * 0.2, [r[key] for r in rows], 0.19, label=label)
-    ax.set_xticks(x, names)
-    ax.set_ylabel("STAR payment reduction (%)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "reductions.png", dpi=100)
-    plt.close(fig)
-
-    trap = sorted(report["broadcaster_trap"], key=lambda r: r["net_saving_per_trial_usd"])[-12:]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ax.barh([f"{r['scenario']} {r['role']}" for r in trap], [r["net_saving_per_trial_usd"] for r in trap])
-    ax.set_xlabel("true cost saved per trial by STAR's dearer choice ($)")
-    ax.set_title("Broadcaster trap: nodes STAR moves to a dearer agent")
-    fig.tight_layout()
-    fig.savefig(out / "trap.png", dpi=100)
-    plt.close(fig)
-
-
-def _pm(mean: float, std: float) -> str:
-    return f"{mean:.2f} ± {std:.2f}"
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """The experiment's report: Table 1 beside the paper's, the trap breakdown, DSIC and IR."""
-    lines = [
-        "# STAR workflow procurement (paper Table 1)",
-        "",
-        f"`mercato experiment star --trials {report['trials']} --seed {report['seed']} "
-        f"--input-ratio {report['input_ratio']:g}`: total payment per workflow in $, mean ± std "
-        f"over {report['trials']} trials; truthful bids; reductions are of STAR's mean payment.",
-        "",
-    ]
-    lines.append(markdown_table(
-        ["Setting", "STAR (ours)", "Myopic (ours)", "Homog. (ours)", "vs Myopic", "vs Homog.",
-         "STAR (paper)", "Myopic (paper)", "Homog. (paper)", "vs Myopic (paper)", "vs Homog. (paper)"],
-        [[r["setting"], _pm(r["star_mean"], r["star_std"]), _pm(r["myopic_mean"], r["myopic_std"]),
-          _pm(r["homogeneous_mean"], r["homogeneous_std"]), f"{r['vs_myopic_pct']:.1f}%",
-          f"{r['vs_homogeneous_pct']:.1f}%", _pm(r["paper_star_mean"], r["paper_star_std"]),
-          _pm(r["paper_myopic_mean"], r["paper_myopic_std"]),
-          _pm(r["paper_homogeneous_mean"], r["paper_homogeneous_std"]),
-          f"{r['paper_vs_myopic_pct']:.1f}%", f"{r['paper_vs_homogeneous_pct']:.1f}%"]
-         for r in report["summary"]]).rstrip("\n"))
-    lines += [
-        "",
-        "![payments](payments.png) ![reductions](reductions.png)",
-        "",
-        "## Broadcaster trap",
-        "",
-        "Nodes STAR gives to a dearer agent than the cheapest capable one. *moved* is the share of "
-        "(trial, node of that role) pairs moved; *net saving* is the true cost that handing the node "
-        "alone back to its cheapest agent would add (negative: the move is paid for by lower "
-        "information rents, not by lower resource cost).",
-        "",
-    ]
-    lines.append(markdown_table(
-        ["Scenario", "Role", "moved", "tier: cheapest -> STAR", "extra generation ($)",
-         "transfer tokens avoided", "net saving per move ($)", "net saving per trial ($)"],
-        [[r["scenario"], r["role"], f"{100 * r['moved_share']:.0f}%",
-          f"{r['from_tier']:.1f} -> {r['to_tier']:.1f}", f"{r['extra_generation_usd']:.3f}",
-          f"{r['transfer_tokens_avoided']:,.0f}", f"{r['net_saving_usd']:.3f}",
-          f"{r['net_saving_per_trial_usd']:.3f}"] for r in report["broadcaster_trap"]]).rstrip("\n"))
-    dsic = report["dsic"]
-    ir = report["individual_rationality_worst_shortfall_usd"]
-    lines += [
-        "",
-        "![trap](trap.png)",
-        "",
-        "## Truthfulness and participation",
-        "",
-        f"- DSIC sweep: {dsic['misreports']} misreports (every agent, bids x0 to x3 of its cost) on "
-        f"{dsic['trials_checked']} trials; largest utility gain over truthful bidding: "
-        f"${dsic['max_gain_usd']:.3g}.",
-        "- Individual rationality, worst shortfall of payment below true cost over all trials: "
-        + ", ".join(f"{m} ${v:.3g}" for m, v in ir.items()) + ".",
-        "",
-        "## Assumptions where the paper is silent",
-        "",
-        f"- Input-price ratio rho = {report['input_ratio']:g} for every agent (paper: input 2x-8x "
-        "cheaper); cached context is free (kappa = 0, Eq. 2).",
-        "- Edges follow the scenario descriptions; each carries its share of the target's input.",
-        "- STAR's payments are critical values on the work its objective charges (cached context "
-        "excluded); each agent's reserve is the top of its prior, so a critical value never "
-        "exceeds it. Myopic sends every node as an independent request (its input always fresh); "
-        "homogeneous runs the whole workflow in one cached session.",
-    ]
-    return "\n".join(lines) + "\n"
