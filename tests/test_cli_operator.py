@@ -106,9 +106,8 @@ def test_fleet_up_writes_a_config_serve_loads_and_down_leaves_no_process(tmp_pat
         for backend in config.backends:
             assert backend.url in up.stdout
             assert httpx.get(f"{backend.url}/models").status_code == 200
-        again = subprocess.run([*MERCATO, "fleet", "up", "--dir", str(folder)],
-                               capture_output=True, text=True)
-        assert again.returncode == 2 and "already up" in again.stderr
+        again = runner.invoke(app, ["fleet", "up", "--dir", str(folder)])
+        assert again.exit_code == 2 and "already up" in again.stderr
     finally:
         down = subprocess.run([*MERCATO, "fleet", "down", "--dir", str(folder)],
                               capture_output=True, text=True)
@@ -154,3 +153,11 @@ def test_a_config_mistake_is_one_line_naming_the_field(tmp_path, monkeypatch, te
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert field in result.stderr
+
+
+def test_fleet_up_that_fails_says_why_and_leaves_nothing(tmp_path):
+    folder = tmp_path / "fleet"
+    up = runner.invoke(app, ["fleet", "up", "--profiles", "qwen3-4b", "--speed", "-1", "--dir", str(folder)])
+    assert up.exit_code == 2
+    assert up.stderr.count("\n") == 1 and "speed must be >= 0" in up.stderr
+    assert not folder.exists()

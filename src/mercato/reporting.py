@@ -63,7 +63,9 @@ def print_table(title: str, rows: Sequence[Mapping[str, Any]],
     width = _table_width(console)
     layouts = _fit_columns(cols, cells, keys, width)
     for part, (picked, widths) in enumerate(layouts):
-        table = Table(title=title if part == 0 else f"{title} (continued)", title_justify="left")
+        caption = title if part == 0 else f"{title} (continued)"
+        # as wide as the title, when the terminal allows: a narrow table would wrap it
+        table = Table(title=caption, title_justify="left", min_width=min(cell_len(caption), width))
         for i, col_width in zip(picked, widths, strict=True):
             left = i < keys or all(isinstance(row.get(cols[i]), str) for row in rows)
             table.add_column(_wrap_header(cols[i], col_width), justify="left" if left else "right",

@@ -63,16 +63,16 @@ def start_fleet(folder: Path, profiles: Sequence[str], *, speed: float = 1.0, se
         engines.append(BackgroundEngine(spec.name, spec.profile, spec.url, proc.pid))
     _write_state(folder, engines)  # before waiting: `fleet down` can clean up a half-started fleet
     deadline = time.monotonic() + timeout_s
-    try:
-        for engine, proc in zip(engines, procs, strict=True):
-            try:
-                wait_ready(proc, f"{engine.url.removesuffix('/v1')}/health", deadline - time.monotonic(),
-                           f"engine {engine.name}")
-            except RuntimeError as err:
-                raise FleetError(f"{err}; its log: {engine.log(folder)}") from None
-    except FleetError:
-        stop_fleet(folder)
-        raise
+    for engine, proc in zip(engines, procs, strict=True):
+        try:
+            wait_ready(proc, f"{engine.url.removesuffix('/v1')}/health", deadline - time.monotonic(),
+                       f"engine {engine.name}")
+        except RuntimeError as err:
+            output = engine.log(folder).read_text(errors="replace").splitlines()
+            lines = (line.strip(" │╭╮╰╯─") for line in output)
+            last = [line for line in lines if line][-1:]  # its last words, without a rich error box
+            stop_fleet(folder)  # removes the logs too: the reason goes into the message
+            raise FleetError(f"{err}" + (f": {last[0]}" if last else "")) from None
     config = GatewayConfig(backends=fleet.backend_configs())
     (folder / CONFIG_FILE).write_text(
         f"# written by `mercato fleet up`: `mercato serve --config {folder / CONFIG_FILE}`\n"
