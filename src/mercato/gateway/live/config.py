@@ -299,7 +299,7 @@ def _format_errors(err: ValidationError) -> str:
             msg = "unknown field (misspelt, or in the wrong section?)"
         else:
             msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}")
+        parts.append(f"{where}: {' '.join(msg.split())}")
     return "; ".join(parts)
 
 
