@@ -10,11 +10,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -26,9 +29,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-# Pipes and CI logs get 140 columns rather than rich's default 80, so wide tables stay legible.
-stdout = Console(width=None if Console().is_terminal else 140)
-stderr = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 140)
+# Pipes and CI logs get 140 columns rather than rich's default 80, so wide tables stay legible;
+# a terminal, or COLUMNS when set, decides otherwise.
+_PIPE_WIDTH = None if os.environ.get("COLUMNS", "").isdigit() else 140
+stdout = Console(width=None if Console().is_terminal else _PIPE_WIDTH)
+stderr = Console(stderr=True, width=None if Console(stderr=True).is_terminal else _PIPE_WIDTH)
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -47,15 +52,89 @@ def fmt(value: Any, digits: int = 3) -> str:
 
 
 def print_table(title: str, rows: Sequence[Mapping[str, Any]],
-                columns: Sequence[str] | None = None, console: Console = stdout) -> None:
-    """Render ``rows`` (dicts) as a rich table with the given column order."""
+                columns: Sequence[str] | None = None, console: Console = stdout, keys: int = 1) -> None:
+    """Render ``rows`` (dicts) as rich tables that fit the console's width, cutting no value.
+
+    The first ``keys`` columns name each row. Headers wrap at spaces and underscores to make room;
+    when even that is too wide, the other columns go to further tables that repeat the key columns.
+    """
     cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
-    table = Table(title=title, title_justify="left")
-    for col in cols:
-        table.add_column(col, justify="left" if col in {"policy", "name", "size"} else "right")
-    for row in rows:
-        table.add_row(*(fmt(row.get(col)) for col in cols))
-    console.print(table)
+    cells = [[fmt(row.get(col)) for col in cols] for row in rows]
+    width = _table_width(console)
+    layouts = _fit_columns(cols, cells, keys, width)
+    for part, (picked, widths) in enumerate(layouts):
+        caption = title if part == 0 else f"{title} (continued)"
+        # as wide as the title, when the terminal allows: a narrow table would wrap it
+        table = Table(title=caption, title_justify="left", min_width=min(cell_len(caption), width))
+        for i, col_width in zip(picked, widths, strict=True):
+            left = i < keys or all(isinstance(row.get(cols[i]), str) for row in rows)
+            table.add_column(_wrap_header(cols[i], col_width), justify="left" if left else "right",
+                             width=col_width, no_wrap=True)
+        for line in cells:
+            table.add_row(*(line[i] for i in picked))
+        console.print(table, width=width)
+
+
+_TABLE_EDGES = 1  # a rich table's left border; each column then adds its padding and right border
+_COLUMN_EDGES = 3
+
+
+def _table_width(console: Console) -> int:
+    """COLUMNS as it is now, when set (a test may set it late); else the console's width."""
+    columns = os.environ.get("COLUMNS", "")
+    return min(int(columns), console.width) if columns.isdigit() else console.width
+
+
+def _header_pieces(header: str) -> list[str]:
+    """Where a header may break: after each space or underscore (``ttft_p95_ms``: ttft_, p95_, ms)."""
+    return re.findall(r"[^ _]+[ _]*|[ _]+", header) or [header]
+
+
+def _wrap_header(header: str, width: int) -> str:
+    """The header on as many lines of at most ``width`` cells as it needs (pieces stay whole)."""
+    lines: list[str] = []
+    line = ""
+    for piece in _header_pieces(header):
+        if line and cell_len((line + piece).rstrip()) > width:
+            lines.append(line.rstrip())
+            line = piece
+        else:
+            line += piece
+    return "\n".join([*lines, line.rstrip()])
+
+
+def _fit_columns(cols: Sequence[str], cells: Sequence[Sequence[str]], keys: int,
+                 width: int) -> list[tuple[list[int], list[int]]]:
+    """Split the columns into tables of at most ``width`` cells: (column indices, their widths) each.
+
+    A column is never narrower than its widest value or its longest header piece; the space left
+    over goes to headers that would otherwise wrap, narrowest need first.
+    """
+    keys = min(keys, len(cols))
+    widest = [max((cell_len(line[i]) for line in cells), default=0) for i in range(len(cols))]
+    least = [max(w, *(cell_len(p.rstrip()) for p in _header_pieces(c)))
+             for w, c in zip(widest, cols, strict=True)]
+    full = [max(w, cell_len(c)) for w, c in zip(widest, cols, strict=True)]
+
+    def cost(picked: list[int]) -> int:
+        return _TABLE_EDGES + sum(least[i] + _COLUMN_EDGES for i in picked)
+
+    groups: list[list[int]] = []
+    for i in range(keys, len(cols)):
+        if not groups or cost([*range(keys), *groups[-1], i]) > width:
+            groups.append([])
+        groups[-1].append(i)
+    layouts = []
+    for group in groups or [[]]:
+        picked = [*range(keys), *group]
+        widths = {i: least[i] for i in picked}
+        spare = width - cost(picked)
+        for i in sorted(picked, key=lambda i: full[i] - least[i]):
+            grow = min(spare, full[i] - least[i])
+            widths[i] += grow
+            spare -= grow
+        layouts.append((picked, [widths[i] for i in picked]))
+    return layouts
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from mercato.cli.bench import bench_app
 from mercato.cli.demo import demo
 from mercato.cli.engine import engine_app
 from mercato.cli.experiment import experiment_app
+from mercato.cli.fleet import fleet_app
 from mercato.cli.gateway import gateway_serve, ledger_app
 from mercato.cli.loadgen import loadgen
 from mercato.cli.star import star_app
@@ -49,5 +50,6 @@ app.add_typer(experiment_app, name="experiment")  # star, economy, iemas
 app.add_typer(star_app, name="star")  # STAR workflow procurement
 app.add_typer(ledger_app, name="ledger")  # the gateway's accounting ledger (mercato.cli.gateway)
 app.add_typer(engine_app, name="engine")  # simulated engine + `engine real` (llama.cpp)
+app.add_typer(fleet_app, name="fleet")  # simulated engines in the background (mercato.cli.fleet)
 
 __all__ = ["app"]

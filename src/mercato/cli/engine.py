@@ -15,6 +15,9 @@ import typer
 from mercato.cli.options import JsonFlag
 from mercato.reporting import print_table, progress, stderr
 
+DEFAULT_PROFILE = "qwen3-4b"  # the smallest GPU profile: `mercato engine serve` with no flags
+DEFAULT_PORT = 8001  # vLLM's 8000 is the gateway's; 8001 is examples/gateway.yaml's first backend
+
 engine_app = typer.Typer(help="The simulated vLLM-like inference engine.", no_args_is_help=True)
 real_app = typer.Typer(help="The real engine: llama.cpp's llama-server with SmolLM2-135M on the CPU.",
                        no_args_is_help=True)
@@ -23,8 +26,12 @@ engine_app.add_typer(real_app, name="real")
 
 @engine_app.command("serve")
 def engine_serve(
-    profile: Annotated[str, typer.Option(help="Model profile, see `mercato engine profiles`.")],
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    profile: Annotated[str, typer.Option(help="Model profile, see `mercato engine profiles`.")] = (
+        DEFAULT_PROFILE),
+    port: Annotated[int, typer.Option(
+        envvar="MERCATO_ENGINE_PORT",
+        help="TCP port; the default is examples/gateway.yaml's first backend, not the gateway's 8000.")] = (
+        DEFAULT_PORT),
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     model_name: Annotated[str | None, typer.Option(help="Served model name (default: the profile).")] = None,
     max_num_seqs: Annotated[int, typer.Option(help="Concurrent sequences (vLLM --max-num-seqs).")] = 12,

@@ -12,29 +12,43 @@ from typing import Annotated
 
 import typer
 
-from mercato.cli.options import JsonFlag
-from mercato.reporting import print_table
+from mercato.cli.options import JsonFlag, usage_error
+from mercato.reporting import print_table, stderr
 
 ledger_app = typer.Typer(help="The accounting ledger: one record per routed request.", no_args_is_help=True)
 
-ConfigOption = Annotated[Path, typer.Option("--config", "-c",
-                                            help="Gateway YAML file (see examples/gateway.yaml).")]
-
-
 def gateway_serve(
-    config: ConfigOption,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Gateway YAML file (see examples/gateway.yaml).")] = None,
+    backend: Annotated[list[str] | None, typer.Option(
+        help="Instead of --config: an OpenAI-compatible server's URL (repeat for each), "
+             "URL#MODEL to pick one of its models; every other setting at its default.")] = None,
+    capacity: Annotated[int | None, typer.Option(
+        min=1, help="With --backend: requests each backend may run at once (default 4).")] = None,
     host: Annotated[str | None, typer.Option(help="Override server.host.")] = None,
-    port: Annotated[int | None, typer.Option(help="Override server.port.")] = None,
+    port: Annotated[int | None, typer.Option(help="Override server.port (default 8000).")] = None,
 ) -> None:
-    """Run the OpenAI-compatible gateway (auction routing, failover, ledger) from a config file."""
+    """Run the OpenAI-compatible gateway (auction routing, failover, ledger) from a config file or URLs."""
     from mercato.gateway.live.config import ConfigError, load_config
+    from mercato.gateway.live.discovery import discover_config
     from mercato.gateway.live.serve import serve
 
+    if (config is None) == (not backend):
+        raise usage_error(ValueError("give --config FILE or at least one --backend URL (not both)"))
+    if capacity is not None and config is not None:
+        raise usage_error(ValueError("--capacity applies to --backend; set capacity per backend in the file"))
     try:
-        loaded = load_config(config)
+        if config is not None:
+            loaded = load_config(config)
+        else:
+            loaded = discover_config(backend or [], capacity=capacity)
+            stderr.print("backends: " + ", ".join(f"{b.name} ({b.model})" for b in loaded.backends))
     except ConfigError as err:
-        raise typer.BadParameter(str(err), param_hint="--config") from None
-    serve(loaded, host=host, port=port)
+        raise usage_error(err) from None
+    try:
+        serve(loaded, host=host, port=port)  # builds the gateway first: a missing api_key_env fails here
+    except ConfigError as err:
+        raise usage_error(ConfigError(f"{config}: {err}")) from None
 
 
 @ledger_app.command("summary")

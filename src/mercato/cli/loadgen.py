@@ -39,8 +39,13 @@ def loadgen(
     out: Annotated[Path, typer.Option(help="JSONL file, one record per request.")] = DEFAULT_OUT,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic workload and the arrivals.")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    max_error_rate: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Exit 1 when a larger share of the requests failed (0: any failure).")] = 0.0,
 ) -> None:
-    """Replay multi-turn dialogues against an OpenAI-compatible server; TTFT, KV hit rate, accuracy."""
+    """Replay multi-turn dialogues against an OpenAI-compatible server; TTFT, KV hit rate, accuracy.
+
+    Exits 1 when more than --max-error-rate of the requests failed (by default, when any failed).
+    """
     from mercato.workloads.datasets import load_workload
     from mercato.workloads.loadgen import RequestRecord, run_load, summarize, v1_url
 
@@ -78,11 +83,15 @@ def loadgen(
                **summarize(records), "out": str(out)}
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
-        return
-    print_table(f"loadgen {workload} against {url}",
-                [{"metric": k, "value": v} for k, v in summary.items()
-                 if k not in {"workload", "url", "out"}])
+    else:
+        print_table(f"loadgen {workload} against {url}",
+                    [{"metric": k, "value": v} for k, v in summary.items()
+                     if k not in {"workload", "url", "out"}])
     errors = [r for r in records if r.error]
     if errors:
         stderr.print(f"first error: {errors[0].error}")
     stderr.print(f"records: {out} (run {summary['run_id']})")
+    if errors and len(errors) > max_error_rate * len(records):
+        stderr.print(f"{len(errors)} of {len(records)} requests failed (more than --max-error-rate "
+                     f"{max_error_rate:g})")
+        raise typer.Exit(1)

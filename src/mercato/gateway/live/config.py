@@ -291,11 +291,15 @@ class GatewayConfig(_Section):
 
 
 def _format_errors(err: ValidationError) -> str:
+    """Every problem on one line, each as ``field.path: what is wrong``."""
     parts = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (misspelt, or in the wrong section?)"
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {' '.join(msg.split())}")
     return "; ".join(parts)
 
 
@@ -318,6 +322,13 @@ def load_config(path: str | Path) -> GatewayConfig:
         raise ConfigError(f"{path}: cannot read: {err.strerror or err}") from None
     try:
         data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {err.problem or err.context}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
-    return parse_config(data)
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(err).split())}") from None
+    try:
+        return parse_config(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None

@@ -110,22 +110,28 @@ class EngineFleet:
         self.num_gpu_blocks, self.max_model_len = num_gpu_blocks, max_model_len
         self._procs: list[subprocess.Popen[bytes]] = []
 
+    def command(self, k: int) -> list[str]:
+        """The `mercato engine serve` command line of the ``k``-th engine."""
+        e = self.engines[k]
+        cmd = [sys.executable, "-m", "mercato", "engine", "serve", "--profile", e.profile,
+               "--port", str(e.port), "--model-name", self.served_name or e.profile,
+               "--instance", e.name, "--speed", str(self.speed),
+               "--seed", str(self.seed + k), "--max-num-seqs", str(self.max_num_seqs),
+               "--gpu-memory-utilization", str(self.gpu_memory_utilization)]
+        if self.num_gpu_blocks is not None:
+            cmd += ["--num-gpu-blocks-override", str(self.num_gpu_blocks)]
+        if self.max_model_len is not None:
+            cmd += ["--max-model-len", str(self.max_model_len)]
+        if e.kv_events is not None:
+            cmd += ["--kv-events", e.kv_events.endpoint,
+                    "--kv-events-replay", str(e.kv_events.replay_endpoint)]
+        return cmd
+
     def start(self, timeout_s: float = 60.0) -> EngineFleet:
         """Spawn every server and wait until all report healthy."""
-        for k, e in enumerate(self.engines):
-            cmd = [sys.executable, "-m", "mercato", "engine", "serve", "--profile", e.profile,
-                   "--port", str(e.port), "--model-name", self.served_name or e.profile,
-                   "--instance", e.name, "--speed", str(self.speed),
-                   "--seed", str(self.seed + k), "--max-num-seqs", str(self.max_num_seqs),
-                   "--gpu-memory-utilization", str(self.gpu_memory_utilization)]
-            if self.num_gpu_blocks is not None:
-                cmd += ["--num-gpu-blocks-override", str(self.num_gpu_blocks)]
-            if self.max_model_len is not None:
-                cmd += ["--max-model-len", str(self.max_model_len)]
-            if e.kv_events is not None:
-                cmd += ["--kv-events", e.kv_events.endpoint,
-                        "--kv-events-replay", str(e.kv_events.replay_endpoint)]
-            self._procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        for k in range(len(self.engines)):
+            self._procs.append(subprocess.Popen(self.command(k), stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.PIPE))
         deadline = time.monotonic() + timeout_s
         try:
             for e, proc in zip(self.engines, self._procs, strict=True):
