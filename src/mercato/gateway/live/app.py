@@ -1,7 +1,8 @@
 """The live gateway as an ASGI app: the hot endpoint served directly, the rest by FastAPI.
 
 Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``/health`` (the process is up),
-``/ready`` (at least one backend's breaker is closed), ``/metrics`` (Prometheus). Each route
+``/ready`` (at least one backend answered its latest health check and has its breaker closed),
+``/metrics`` (Prometheus). Each route
 only maps HTTP onto :mod:`mercato.gateway.live.service` and its answers back onto HTTP.
 
 Chat completions bypass FastAPI's middleware stack, routing and request object: measured under
@@ -152,10 +153,10 @@ def create_app(config: GatewayConfig, router: RoutingCore | None = None, *,
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
-        healthy = gw.pool.healthy()
-        body = {"ready": bool(healthy), "healthy_backends": healthy,
+        answering = gw.pool.answering()
+        body = {"ready": bool(answering), "healthy_backends": answering,
                 "backends": len(gw.pool.backends), "policy": gw.policy}
-        return JSONResponse(body, status_code=200 if healthy else 503)
+        return JSONResponse(body, status_code=200 if answering else 503)
 
     @app.get("/metrics")
     async def metrics() -> Response:

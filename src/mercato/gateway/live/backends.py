@@ -210,29 +210,35 @@ class BackendPool:
         except aiohttp.ClientError:
             return False
 
-    async def check_all(self) -> None:
-        """Probe closed backends (health checks) and cooled-down open ones (half-open probes).
+    async def check(self, backend: Backend) -> None:
+        """One health check of a closed backend, or a half-open probe of a cooled-down open one.
 
         A closed backend is marked down only by a clear failure (at once if it never answered);
         a half-open one must answer. A probe that only times out leaves ``answered`` as it was.
         """
-        due = [b for b in self.backends.values()
-               if b.breaker.state is CircuitState.CLOSED or b.breaker.probe_due()]
-        results = await asyncio.gather(*(self.probe(b) for b in due))
-        for backend, ok in zip(due, results, strict=True):
-            if ok:
-                self.record_success(backend)
-                continue
-            if ok is False:
-                backend.answered = False
-            if ok is False or backend.breaker.state is CircuitState.HALF_OPEN:
-                self.record_failure(backend, trip=not backend.ever_answered)
+        if not (backend.breaker.state is CircuitState.CLOSED or backend.breaker.probe_due()):
+            return
+        ok = await self.probe(backend)
+        if ok:
+            self.record_success(backend)
+            return
+        if ok is False:
+            backend.answered = False
+        if ok is False or backend.breaker.state is CircuitState.HALF_OPEN:
+            self.record_failure(backend, trip=not backend.ever_answered)
 
     async def health_loop(self) -> None:
-        """Run :meth:`check_all` at once, then every ``health_interval_s``, until cancelled."""
-        while True:
-            await self.check_all()
-            await asyncio.sleep(self.health_interval_s)
+        """Check every backend at once, then every ``health_interval_s``, until cancelled.
+
+        Each backend keeps its own schedule, so one whose checks hang until they time out delays
+        no other's.
+        """
+        async def watch(backend: Backend) -> None:
+            while True:
+                await self.check(backend)
+                await asyncio.sleep(self.health_interval_s)
+
+        await asyncio.gather(*(watch(b) for b in self.backends.values()))
 
     async def aclose(self) -> None:
         """Close every connection pool."""
