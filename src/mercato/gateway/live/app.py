@@ -54,6 +54,7 @@ class GatewayApp:
         elif scope["method"] != "POST":
             err = APIError(405, f"{CHAT_PATH} accepts POST only", code="method_not_allowed",
                            headers={"allow": "POST"})
+            self.gateway.observe(err.status, time.perf_counter(), error=err)
             await _error_response(err)(scope, receive, send)
         else:
             await self._chat(scope, receive, send)
@@ -74,8 +75,9 @@ class GatewayApp:
             response = _error_response(err)
         except Exception as err:
             log.exception("unexpected error", exc_info=err)
-            response = _error_response(APIError(500, f"internal gateway error: {type(err).__name__}",
-                                                code="internal_error"))
+            internal = APIError(500, f"internal gateway error: {type(err).__name__}", code="internal_error")
+            gw.observe(internal.status, t0, error=internal)
+            response = _error_response(internal)
         await response(scope, receive, send)
 
 
@@ -160,6 +162,7 @@ def create_app(config: GatewayConfig, router: RoutingCore | None = None, *,
 
     @app.get("/metrics")
     async def metrics() -> Response:
+        gw.reporter.flush()  # every request finished so far is counted
         return Response(gw.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return GatewayApp(gw, app)
