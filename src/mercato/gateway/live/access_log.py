@@ -12,6 +12,7 @@ text and ``null`` in JSON.
 from __future__ import annotations
 
 import queue
+import re
 import sys
 import threading
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from mercato.gateway.live.config import LoggingConfig
 from mercato.gateway.live.outcomes import Outcome
 
 MESSAGE_CHARS = 300  # an error message is cut here: a log line stays a line
+_NEEDS_QUOTES = re.compile(r'[\s"=\\]')
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -48,12 +50,13 @@ def access_fields(o: Outcome) -> dict[str, Any]:
 def _text_value(value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, bool):
+    if value is True or value is False:
         return "true" if value else "false"
-    text = str(value)
-    if not text or any(c in text for c in ' "=\\\n'):
-        return orjson.dumps(text).decode()
-    return text
+    if not isinstance(value, str):
+        return str(value)
+    if not value or _NEEDS_QUOTES.search(value):
+        return orjson.dumps(value).decode()
+    return value
 
 
 def format_line(fields: dict[str, Any], fmt: str) -> str:

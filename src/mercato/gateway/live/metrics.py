@@ -15,8 +15,10 @@ finished requests' outcomes in passes off the response path (:mod:`mercato.gatew
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from typing import TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 from mercato.gateway.live.outcomes import Outcome
 
@@ -26,6 +28,7 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 _TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.25, 0.5, 1.0)
 NONE = "none"  # the label value of a backend, model or buyer that is not known
 OTHER_BUYER = "other"
+_Metric = TypeVar("_Metric", Counter, Histogram)
 
 
 class GatewayMetrics:
@@ -36,6 +39,7 @@ class GatewayMetrics:
         names that get a label of their own (the config's API-key buyers and ``anonymous``)."""
         self._models = dict(backend_models or {})
         self._buyers = frozenset(buyers)
+        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
         self.registry = CollectorRegistry()
         r = self.registry
         by_backend = ["backend", "model"]
@@ -100,24 +104,33 @@ class GatewayMetrics:
         """Count one finished request (called in the reporting pass, not on the response path)."""
         backend = o.backend or NONE
         labels = (backend, self._models.get(backend, NONE))
+        series = self._series
         status = str(o.status)
-        self.requests.labels(*labels, status, "true" if o.stream else "false").inc()
-        self.latency.labels(*labels).observe(o.latency_s)
+        series(self.requests, *labels, status, "true" if o.stream else "false").inc()
+        series(self.latency, *labels).observe(o.latency_s)
         if (ttft := o.ttft_s) is not None:
-            self.ttft.labels(*labels).observe(ttft)
+            series(self.ttft, *labels).observe(ttft)
         if (tpot := o.tpot_s) is not None:
-            self.tpot.labels(*labels).observe(tpot)
+            series(self.tpot, *labels).observe(tpot)
         if o.backend is not None:
-            self.prompt_tokens.labels(*labels).inc(o.prompt_tokens)
-            self.cached_tokens.labels(*labels).inc(o.cached_tokens)
-            self.completion_tokens.labels(*labels).inc(o.completion_tokens)
+            series(self.prompt_tokens, *labels).inc(o.prompt_tokens)
+            series(self.cached_tokens, *labels).inc(o.cached_tokens)
+            series(self.completion_tokens, *labels).inc(o.completion_tokens)
         buyer = self.buyer_label(o.buyer)
-        self.buyer_requests.labels(buyer, status).inc()
+        series(self.buyer_requests, buyer, status).inc()
         if o.cost is not None and o.payment is not None:
-            self.costs.labels(*labels).inc(o.cost)
-            self.payments.labels(*labels).inc(o.payment)
-            self.surplus.labels(*labels).inc(o.payment - o.cost)
-            self.buyer_spend.labels(buyer).inc(o.payment)
+            series(self.costs, *labels).inc(o.cost)
+            series(self.payments, *labels).inc(o.payment)
+            series(self.surplus, *labels).inc(o.payment - o.cost)
+            series(self.buyer_spend, buyer).inc(o.payment)
+
+    def _series(self, metric: _Metric, *labels: str) -> _Metric:
+        """``metric.labels(*labels)``, remembered: prometheus-client's lookup costs ~1 us a call."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return cast(_Metric, child)
 
     def buyer_label(self, buyer: str | None) -> str:
         """The buyer's own name when the config knows it, else ``other`` (``none``: not known yet)."""
