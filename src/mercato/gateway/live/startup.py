@@ -56,8 +56,9 @@ def render_summary(summary: dict[str, Any], fmt: str) -> str:
         f"per slot, held at most {b['max_hold_ms']:g} ms",
         f"  ledger: {ledger['db']} (synchronous {ledger['synchronous']})",
         f"  kv events: followed for {summary['kv_events']} of {len(summary['backends'])} backends",
-        f"  api keys: {summary['buyers_with_keys']} buyers" if summary["buyers_with_keys"]
-        else "  api keys: none (buyers named by the body's user field, else anonymous)",
+        f"  api keys: {summary['buyers_with_keys']} buyer(s), each its own metrics label"
+        if summary["buyers_with_keys"]
+        else "  api keys: none (buyers named by the body's user field, else anonymous; label other)",
         f"  access log: {access['format']} to {access['file']}" if access else "  access log: off",
         "  ready (GET /ready) once a backend answers its health check, checked every "
         f"{summary['health_interval_s']:g} s",
