@@ -2,8 +2,8 @@
 
 Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``/health`` (the process is up),
 ``/ready`` (at least one backend answered its latest health check and has its breaker closed),
-``/metrics`` (Prometheus). Each route
-only maps HTTP onto :mod:`mercato.gateway.live.service` and its answers back onto HTTP.
+``/metrics`` (Prometheus). Each route only maps HTTP onto :mod:`mercato.gateway.live.service`
+and its answers back onto HTTP.
 
 Chat completions bypass FastAPI's middleware stack, routing and request object: measured under
 sequential load they cost about a tenth of the gateway's CPU per request, for features (body

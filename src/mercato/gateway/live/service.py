@@ -289,19 +289,22 @@ class Gateway:
 
         ``t0``: its receipt (``perf_counter``); ``buyer``: who sent it, when known before routing.
         """
-        req = dispatch.request if dispatch is not None else None
-        tokens = ((record.prompt_tokens, record.cached_tokens, record.completion_tokens) if record is not None
-                  else fw.result.usage_counts() if fw is not None and fw.served is not None else None)
-        self.reporter.add(Outcome(
-            status, t0, time.perf_counter(), time.time(), endpoint, stream,
-            request_id=req.request_id if req else None, buyer=req.buyer if req else buyer,
-            model=req.model if req else None, backend=fw.served if fw is not None else None,
-            first_token_at=fw.first_token_at if fw is not None else None,
-            prompt_tokens=tokens[0] if tokens else 0, cached_tokens=tokens[1] if tokens else 0,
-            completion_tokens=tokens[2] if tokens else 0,
-            cost=record.cost if record else None, payment=record.payment if record else None,
-            failovers=fw.failovers if fw is not None else 0,
-            error=(error.code or error.type) if error else None, message=error.message if error else None))
+        outcome = Outcome(status, t0, time.perf_counter(), time.time(), endpoint, stream, buyer=buyer)
+        if dispatch is not None:
+            req = dispatch.request
+            outcome.request_id, outcome.buyer, outcome.model = req.request_id, req.buyer, req.model
+        if fw is not None:
+            outcome.backend, outcome.first_token_at = fw.served, fw.first_token_at
+            outcome.failovers = fw.failovers
+        if record is not None:
+            outcome.prompt_tokens, outcome.cached_tokens = record.prompt_tokens, record.cached_tokens
+            outcome.completion_tokens = record.completion_tokens
+            outcome.cost, outcome.payment = record.cost, record.payment
+        elif fw is not None and fw.served is not None and (usage := fw.result.usage_counts()):
+            outcome.prompt_tokens, outcome.cached_tokens, outcome.completion_tokens = usage
+        if error is not None:
+            outcome.error, outcome.message = error.code or error.type, error.message
+        self.reporter.add(outcome)
 
 
 def _retry_later(err: QueueFullError | OverloadedError, code: str) -> APIError:
