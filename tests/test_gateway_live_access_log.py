@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import httpx
 import pytest
@@ -98,3 +99,20 @@ def test_tpot_is_the_time_per_token_after_the_first():
     fields = access_fields(o)
     assert (fields["ttft_ms"], fields["tpot_ms"], fields["latency_ms"]) == (100.0, 100.0, 500.0)
     assert format_line(fields, "text").startswith("ts=1970-01-01T00:00:00.000Z endpoint=chat.completions ")
+
+
+def test_a_client_that_leaves_mid_stream_is_logged_as_499(solo, tmp_path):
+    log = tmp_path / "access.jsonl"
+    config = config_for(solo, tmp_path / "l.sqlite", SOLO, logging={"format": "json", "file": str(log)})
+    with gateway(config) as (url, gw):
+        body = ASK | {"stream": True, "max_tokens": 400}
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30) as response:
+            request_id = response.headers["x-mercato-request-id"]
+            next(response.iter_raw())  # the first chunk arrived; then the client hangs up
+        deadline = time.monotonic() + 10.0
+        while gw.router.snapshot()["pending"]:  # the gateway notices and settles the request
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    (line,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert (line["request_id"], line["status"], line["backend"]) == (request_id, 499, "solo")
+    assert line["ttft_ms"] > 0 and line["cost"] is None and "error" not in line
