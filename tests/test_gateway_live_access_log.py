@@ -101,10 +101,11 @@ def test_tpot_is_the_time_per_token_after_the_first():
     assert format_line(fields, "text").startswith("ts=1970-01-01T00:00:00.000Z endpoint=chat.completions ")
 
 
-def test_a_client_that_leaves_mid_stream_is_logged_as_499(solo, tmp_path):
+def test_a_client_that_leaves_mid_stream_is_logged_as_499(tmp_path):
     log = tmp_path / "access.jsonl"
-    config = config_for(solo, tmp_path / "l.sqlite", SOLO, logging={"format": "json", "file": str(log)})
-    with gateway(config) as (url, gw):
+    with engines(speed=1.0, cluster=SOLO) as real_time, gateway(config_for(  # 400 tokens: seconds
+            real_time, tmp_path / "l.sqlite", SOLO, logging={"format": "json", "file": str(log)})
+    ) as (url, gw):
         body = ASK | {"stream": True, "max_tokens": 400}
         with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30) as response:
             request_id = response.headers["x-mercato-request-id"]
