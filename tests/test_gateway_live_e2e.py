@@ -120,4 +120,4 @@ def test_models_health_ready_and_metrics(cluster, tmp_path):
                  "mercato_payments_credits_total", 'mercato_backend_in_flight{backend="large"}',
                  'mercato_backend_circuit_state{backend="medium"}'):
         assert name in text, name
-    assert 'mercato_requests_total{status="200",stream="false"} 1.0' in text
+    assert 'mercato_requests_total{backend="' in text and 'status="200",stream="false"} 1.0' in text

@@ -57,7 +57,8 @@ def mercato_process(config: GatewayConfig, path: Path, gateway_src: Path | None 
     port = free_port()
     served = config.model_copy(update={"server": ServerConfig(host="127.0.0.1", port=port,
                                                               max_body_bytes=config.server.max_body_bytes)})
-    path.write_text(yaml.safe_dump(served.model_dump(mode="json", exclude_none=True)))
+    # only what differs from the defaults: an older checkout (gateway_src) may not know newer fields
+    path.write_text(yaml.safe_dump(served.model_dump(mode="json", exclude_defaults=True)))
     env = None
     if gateway_src is not None:
         env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(gateway_src),

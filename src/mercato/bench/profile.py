@@ -40,7 +40,8 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("settle: router bookkeeping", r"^Gateway\.settle "),
     ("ledger: commit", r"^(Gateway\.persist|GroupCommitter\.)"),
     ("respond: write to the client", r"^Response\.__call__ "),
-    ("metrics", r"^Gateway\.observe "),
+    ("report: outcome, metrics (deferred pass)", r"^(Gateway\.observe|OutcomeReporter\.flush) "),
+    ("access log: writer thread", r"^AccessLog\._run "),
 )
 # (stage, pattern of the innermost frame) for stacks in no stage above.
 LIBRARIES: tuple[tuple[str, str], ...] = (

@@ -27,7 +27,7 @@ import numpy as np
 from mercato.engine.server import running_server
 from mercato.gateway.core.policies import POLICY_NAMES
 from mercato.gateway.live.app import create_app
-from mercato.gateway.live.config import AccountingConfig, GatewayConfig, PolicyConfig
+from mercato.gateway.live.config import AccountingConfig, GatewayConfig, LoggingConfig, PolicyConfig
 from mercato.gateway.live.fleet import EngineFleet
 from mercato.gateway.live.ledger import SQLiteAccountingStore, remove_ledger
 from mercato.reporting import markdown_table, write_csv, write_json
@@ -81,7 +81,8 @@ def run_policy(policy: str, settings: DemoSettings, on_record: Callable[[Request
         with EngineFleet(settings.fleet, speed=settings.speed, seed=settings.seed) as fleet:
             config = GatewayConfig(backends=fleet.backend_configs(settings.capacity),
                                    policy=PolicyConfig(name=policy, seed=settings.seed),
-                                   accounting=AccountingConfig(db=db))
+                                   accounting=AccountingConfig(db=db),
+                                   logging=LoggingConfig(access_log=False))  # the demo prints its own table
             app = create_app(config, store=store)
             router = app.state.gateway.router
             with running_server(app) as url:

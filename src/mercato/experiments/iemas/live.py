@@ -44,7 +44,14 @@ from mercato.experiments.iemas.common import (
 from mercato.experiments.iemas.paper import CLAIMS
 from mercato.gateway.core.types import BackendSpec
 from mercato.gateway.live.app import create_app
-from mercato.gateway.live.config import AccountingConfig, BackendConfig, GatewayConfig, PolicyConfig, Prices
+from mercato.gateway.live.config import (
+    AccountingConfig,
+    BackendConfig,
+    GatewayConfig,
+    LoggingConfig,
+    PolicyConfig,
+    Prices,
+)
 from mercato.gateway.live.ledger import SQLiteAccountingStore
 from mercato.gateway.sim.cluster import InProcessCluster
 from mercato.reporting import markdown_table, progress, write_csv
@@ -137,7 +144,10 @@ def run_real(policy: str, seed: int, config: LiveConfig, workdir: Path) -> dict[
             for k, e in enumerate(engines)
         ]
         gateway = GatewayConfig(
-            backends=backends, policy=PolicyConfig(name=policy, seed=seed), accounting=AccountingConfig(db=db)
+            backends=backends,
+            policy=PolicyConfig(name=policy, seed=seed),
+            accounting=AccountingConfig(db=db),
+            logging=LoggingConfig(access_log=False),  # the report has the numbers; no line per request
         )
         app = create_app(gateway, store=store)
         with running_server(app) as url:

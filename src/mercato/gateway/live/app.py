@@ -1,8 +1,9 @@
 """The live gateway as an ASGI app: the hot endpoint served directly, the rest by FastAPI.
 
 Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``/health`` (the process is up),
-``/ready`` (at least one backend's breaker is closed), ``/metrics`` (Prometheus). Each route
-only maps HTTP onto :mod:`mercato.gateway.live.service` and its answers back onto HTTP.
+``/ready`` (at least one backend answered its latest health check and has its breaker closed),
+``/metrics`` (Prometheus). Each route only maps HTTP onto :mod:`mercato.gateway.live.service`
+and its answers back onto HTTP.
 
 Chat completions bypass FastAPI's middleware stack, routing and request object: measured under
 sequential load they cost about a tenth of the gateway's CPU per request, for features (body
@@ -53,6 +54,7 @@ class GatewayApp:
         elif scope["method"] != "POST":
             err = APIError(405, f"{CHAT_PATH} accepts POST only", code="method_not_allowed",
                            headers={"allow": "POST"})
+            self.gateway.observe(err.status, time.perf_counter(), error=err)
             await _error_response(err)(scope, receive, send)
         else:
             await self._chat(scope, receive, send)
@@ -73,8 +75,9 @@ class GatewayApp:
             response = _error_response(err)
         except Exception as err:
             log.exception("unexpected error", exc_info=err)
-            response = _error_response(APIError(500, f"internal gateway error: {type(err).__name__}",
-                                                code="internal_error"))
+            internal = APIError(500, f"internal gateway error: {type(err).__name__}", code="internal_error")
+            gw.observe(internal.status, t0, error=internal)
+            response = _error_response(internal)
         await response(scope, receive, send)
 
 
@@ -152,13 +155,14 @@ def create_app(config: GatewayConfig, router: RoutingCore | None = None, *,
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
-        healthy = gw.pool.healthy()
-        body = {"ready": bool(healthy), "healthy_backends": healthy,
+        answering = gw.pool.answering()
+        body = {"ready": bool(answering), "healthy_backends": answering,
                 "backends": len(gw.pool.backends), "policy": gw.policy}
-        return JSONResponse(body, status_code=200 if healthy else 503)
+        return JSONResponse(body, status_code=200 if answering else 503)
 
     @app.get("/metrics")
     async def metrics() -> Response:
+        gw.reporter.flush()  # every request finished so far is counted
         return Response(gw.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return GatewayApp(gw, app)

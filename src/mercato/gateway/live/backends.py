@@ -8,15 +8,21 @@ against.
 
 Failure handling, in order:
 
-- *retry* the same backend, with exponential backoff, on connect errors, 429 and 5xx, only
-  before its first byte (a request that has started producing output is never sent twice to
-  the same backend);
+- *retry* the same backend on connect errors, 429 and 5xx, only before its first byte (a request
+  that has started producing output is never sent twice to the same backend), after a
+  full-jitter exponential backoff or the backend's own ``Retry-After``
+  (:mod:`mercato.gateway.live.backoff`);
 - *fail over* to the next backend of the decision's ranking when the retries are spent, on
   timeouts, or when a stream breaks; a streaming client can be failed over only until its
   first chunk has been forwarded, a non-streaming one at any point (nothing was sent yet);
 - a *circuit breaker* per backend opens after ``failure_threshold`` consecutive failures (the
   router is told, so it stops offering the backend), and the health loop probes it back after
   ``cooldown_s`` (half-open), closing it on the first success.
+
+Health checks (``GET {url}/models``) run at start and then every ``health_interval_s``. A backend
+counts as *answering* while its latest check (or request) got an answer; readiness needs one that
+answers with its breaker closed. A backend whose very first check is refused has never worked, so
+its breaker opens at once rather than after ``failure_threshold`` checks.
 
 Client mistakes that a backend rejects (400, 413, 422) go back to the client as they are.
 
@@ -39,6 +45,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from mercato.gateway.live.backoff import Backoff
 from mercato.gateway.live.config import BackendConfig, GatewayConfig
 from mercato.gateway.live.errors import APIError
 from mercato.gateway.live.wire import ChatAccumulator, ChatRequest, backend_body
@@ -88,11 +95,11 @@ class CircuitBreaker:
         self.state = CircuitState.CLOSED
         return True
 
-    def failure(self) -> bool:
-        """Record a failure; True when this opened the breaker."""
+    def failure(self, *, trip: bool = False) -> bool:
+        """Record a failure; True when this opened the breaker (``trip``: open it whatever the count)."""
         self.failures += 1
         if self.state is CircuitState.HALF_OPEN or (
-                self.state is CircuitState.CLOSED and self.failures >= self.failure_threshold):
+                self.state is CircuitState.CLOSED and (trip or self.failures >= self.failure_threshold)):
             self.state = CircuitState.OPEN
             self.opened_at = self._clock()
             return True
@@ -110,6 +117,8 @@ class Backend:
     models_url: URL
     session: aiohttp.ClientSession | None = None
     in_flight: int = 0
+    answered: bool = False  # its latest health check (or request) got an answer
+    ever_answered: bool = False
 
     @property
     def name(self) -> str:
@@ -147,6 +156,7 @@ class BackendPool:
                                               sock_connect=t.connect_s, sock_read=t.read_s)
         self._probe_timeout = aiohttp.ClientTimeout(total=t.connect_s + max(t.connect_s, 2.0))
         self.retries = config.retries
+        self.backoff = Backoff(config.retries)
         self.health_interval_s = config.circuit_breaker.health_interval_s
         self._on_health = on_health
         cb = config.circuit_breaker
@@ -169,22 +179,23 @@ class BackendPool:
         return self.backends[name]
 
     def healthy(self) -> list[str]:
-        """Names of backends whose breaker is closed."""
+        """Names of backends whose breaker is closed (the router may offer them)."""
         return [n for n, b in self.backends.items() if b.breaker.allows_requests]
+
+    def answering(self) -> list[str]:
+        """Names of backends whose breaker is closed and whose latest check got an answer (readiness)."""
+        return [n for n, b in self.backends.items() if b.breaker.allows_requests and b.answered]
 
     def record_success(self, backend: Backend) -> None:
         """A request or probe succeeded; tells the router when the breaker closes."""
+        backend.answered = backend.ever_answered = True
         if backend.breaker.success():
             self._on_health(backend.name, True)
 
-    def record_failure(self, backend: Backend) -> None:
+    def record_failure(self, backend: Backend, *, trip: bool = False) -> None:
         """A request or probe failed; tells the router when the breaker opens."""
-        if backend.breaker.failure():
+        if backend.breaker.failure(trip=trip):
             self._on_health(backend.name, False)
-
-    def backoff_s(self, attempt: int) -> float:
-        """Delay before retry ``attempt`` (1-based): base * 2^(attempt-1), capped."""
-        return min(self.retries.backoff_max_s, self.retries.backoff_base_s * 2 ** (attempt - 1))
 
     async def probe(self, backend: Backend) -> bool | None:
         """One health check, ``GET {url}/models``: True on 200, False when refused or 5xx/4xx,
@@ -199,25 +210,35 @@ class BackendPool:
         except aiohttp.ClientError:
             return False
 
-    async def check_all(self) -> None:
-        """Probe closed backends (health checks) and cooled-down open ones (half-open probes).
+    async def check(self, backend: Backend) -> None:
+        """One health check of a closed backend, or a half-open probe of a cooled-down open one.
 
-        A closed backend is marked down only by a clear failure; a half-open one must answer.
+        A closed backend is marked down only by a clear failure (at once if it never answered);
+        a half-open one must answer. A probe that only times out leaves ``answered`` as it was.
         """
-        due = [b for b in self.backends.values()
-               if b.breaker.state is CircuitState.CLOSED or b.breaker.probe_due()]
-        results = await asyncio.gather(*(self.probe(b) for b in due))
-        for backend, ok in zip(due, results, strict=True):
-            if ok:
-                self.record_success(backend)
-            elif ok is False or backend.breaker.state is CircuitState.HALF_OPEN:
-                self.record_failure(backend)
+        if not (backend.breaker.state is CircuitState.CLOSED or backend.breaker.probe_due()):
+            return
+        ok = await self.probe(backend)
+        if ok:
+            self.record_success(backend)
+            return
+        if ok is False:
+            backend.answered = False
+        if ok is False or backend.breaker.state is CircuitState.HALF_OPEN:
+            self.record_failure(backend, trip=not backend.ever_answered)
 
     async def health_loop(self) -> None:
-        """Run :meth:`check_all` every ``health_interval_s`` until cancelled."""
-        while True:
-            await asyncio.sleep(self.health_interval_s)
-            await self.check_all()
+        """Check every backend at once, then every ``health_interval_s``, until cancelled.
+
+        Each backend keeps its own schedule, so one whose checks hang until they time out delays
+        no other's.
+        """
+        async def watch(backend: Backend) -> None:
+            while True:
+                await self.check(backend)
+                await asyncio.sleep(self.health_interval_s)
+
+        await asyncio.gather(*(watch(b) for b in self.backends.values()))
 
     async def aclose(self) -> None:
         """Close every connection pool."""
@@ -356,10 +377,15 @@ class Forwarding:
     async def _open(self, backend: Backend, body: bytes) -> aiohttp.ClientResponse:
         """Send the request and return the 200 response, retrying only before the first byte."""
         retries = self.pool.retries.max_retries
-        last = "not attempted"
+        last, retry_after = "not attempted", None
         for attempt in range(retries + 1):
             if attempt:
-                await asyncio.sleep(self.pool.backoff_s(attempt))
+                wait = self.pool.backoff.delay_s(attempt, retry_after)
+                if wait is None:
+                    raise _Failover(f"{last}; it asks to retry after {retry_after}, longer than "
+                                    "retries.retry_after_max_s")
+                await asyncio.sleep(wait)
+            retry_after = None
             try:
                 response = await backend.http.post(backend.chat_url, data=body,
                                                    headers=backend.headers(self.request_id))
@@ -387,6 +413,7 @@ class Forwarding:
             elif status != 429:
                 self.pool.record_failure(backend)
                 raise _Failover(last)
+            retry_after = response.headers.get("retry-after")
         raise _Failover(f"gave up after {retries + 1} attempts; last: {last}")
 
 

@@ -228,11 +228,17 @@ class TimeoutConfig(_Section):
 
 
 class RetryConfig(_Section):
-    """Retries on the same backend, only before its first byte: connect errors, 429 and 5xx."""
+    """Retries on the same backend, only before its first byte: connect errors, 429 and 5xx.
+
+    The wait is a full-jitter draw in ``[0, min(backoff_max_s, backoff_base_s * 2^(k-1))]``, or
+    at least the backend's ``Retry-After``; a backend asking for more than ``retry_after_max_s``
+    is failed over at once (see :mod:`mercato.gateway.live.backoff`).
+    """
 
     max_retries: Annotated[int, Field(ge=0, le=10)] = 2
     backoff_base_s: NonNegative = 0.05
     backoff_max_s: NonNegative = 1.0
+    retry_after_max_s: NonNegative = 2.0
 
 
 class CircuitConfig(_Section):
@@ -241,6 +247,17 @@ class CircuitConfig(_Section):
     failure_threshold: Annotated[int, Field(ge=1)] = 3
     cooldown_s: Positive = 5.0
     health_interval_s: Positive = 2.0
+
+
+class LoggingConfig(_Section):
+    """The access log: one line per API request, as ``key=value`` text or one JSON object.
+
+    ``file``: where the lines go (appended); default the standard error, beside uvicorn's log.
+    """
+
+    access_log: bool = True
+    format: Literal["text", "json"] = "text"
+    file: Path | None = None
 
 
 class GatewayConfig(_Section):
@@ -259,6 +276,7 @@ class GatewayConfig(_Section):
     timeouts: TimeoutConfig = TimeoutConfig()
     retries: RetryConfig = RetryConfig()
     circuit_breaker: CircuitConfig = CircuitConfig()
+    logging: LoggingConfig = LoggingConfig()
 
     @field_validator("backends")
     @classmethod

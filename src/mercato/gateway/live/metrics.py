@@ -3,42 +3,80 @@
 A private registry (rather than prometheus-client's global one) lets several gateways live in
 one process, as they do in tests and benchmarks, without duplicate-metric errors. Money is in
 mercato credits; times in seconds.
+
+Per-request series are labelled by ``backend`` and ``model`` (the configured backend that
+served the request and its model; ``none`` for a request no backend served) and per-buyer ones
+by ``buyer``: a buyer named by an API key of the config, ``anonymous``, ``other`` (any name a
+client chose itself in the body's ``user``) or ``none`` (refused before it was known). Every
+label's values are therefore fixed by the config, whatever clients send. They are updated from
+finished requests' outcomes in passes off the response path (:mod:`mercato.gateway.live.reporter`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
+from typing import TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
+
+from mercato.gateway.live.outcomes import Outcome
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _AUCTION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.25, 0.5, 1.0)
+NONE = "none"  # the label value of a backend, model or buyer that is not known
+OTHER_BUYER = "other"
+_Metric = TypeVar("_Metric", Counter, Histogram)
 
 
 class GatewayMetrics:
     """Counters, histograms and gauges that ``GET /metrics`` exports."""
 
-    def __init__(self) -> None:
+    def __init__(self, backend_models: Mapping[str, str] | None = None, buyers: Collection[str] = ()) -> None:
+        """``backend_models``: each backend's model (the ``model`` label); ``buyers``: the buyer
+        names that get a label of their own (the config's API-key buyers and ``anonymous``)."""
+        self._models = dict(backend_models or {})
+        self._buyers = frozenset(buyers)
+        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("mercato_requests", "Chat requests by HTTP status and streaming mode",
-                                ["status", "stream"], registry=r)
+        by_backend = ["backend", "model"]
+        self.requests = Counter("mercato_requests",
+                                "API requests by backend, model, HTTP status and streaming",
+                                [*by_backend, "status", "stream"], registry=r)
         self.latency = Histogram("mercato_request_latency_seconds",
-                                 "Gateway receipt to last byte of the response", buckets=_LATENCY_BUCKETS,
-                                 registry=r)
+                                 "Gateway receipt to the end of the response", by_backend,
+                                 buckets=_LATENCY_BUCKETS, registry=r)
         self.ttft = Histogram("mercato_ttft_seconds",
-                              "Gateway receipt to the first content chunk (batching wait included)",
-                              buckets=_LATENCY_BUCKETS, registry=r)
+                              "Gateway receipt to the first content token (batching wait included)",
+                              by_backend, buckets=_LATENCY_BUCKETS, registry=r)
+        self.tpot = Histogram("mercato_tpot_seconds",
+                              "Time per output token after the first: (end - first token) / (tokens - 1)",
+                              by_backend, buckets=_TPOT_BUCKETS, registry=r)
+        self.prompt_tokens = Counter("mercato_prompt_tokens", "Prompt tokens of served requests",
+                                     by_backend, registry=r)
+        self.cached_tokens = Counter("mercato_cached_prompt_tokens",
+                                     "Prompt tokens the backend served from its KV cache", by_backend,
+                                     registry=r)
+        self.completion_tokens = Counter("mercato_completion_tokens", "Tokens generated for served requests",
+                                         by_backend, registry=r)
         self.batch_size = Histogram("mercato_batch_size", "Requests per routed micro-batch",
                                     buckets=_BATCH_BUCKETS, registry=r)
         self.auction = Histogram("mercato_auction_seconds",
                                  "Router time per micro-batch: features, prediction, allocation, payments",
                                  buckets=_AUCTION_BUCKETS, registry=r)
-        self.payments = Counter("mercato_payments_credits", "VCG payments charged to buyers", registry=r)
-        self.costs = Counter("mercato_cost_credits", "Observed backend cost (IEMAS Eq. 6)", registry=r)
+        self.payments = Counter("mercato_payments_credits",
+                                "Payments charged to buyers (cost + VCG externality)", by_backend, registry=r)
+        self.costs = Counter("mercato_cost_credits", "Observed backend cost (IEMAS Eq. 6)", by_backend,
+                             registry=r)
         self.surplus = Counter("mercato_hub_surplus_credits", "Payments minus costs kept by the hub",
-                               registry=r)
+                               by_backend, registry=r)
+        self.buyer_requests = Counter("mercato_buyer_requests", "API requests by buyer and HTTP status",
+                                      ["buyer", "status"], registry=r)
+        self.buyer_spend = Counter("mercato_buyer_spend_credits", "What each buyer paid (its payments)",
+                                   ["buyer"], registry=r)
         self.failovers = Counter("mercato_failovers", "Requests moved to another backend, by target",
                                  ["backend"], registry=r)
         self.queue = Gauge("mercato_batch_queue_length", "Requests waiting for a micro-batch", registry=r)
@@ -61,6 +99,44 @@ class GatewayMetrics:
                               ["backend"], registry=r)
         self.kv_blocks = Gauge("mercato_kv_index_blocks", "Blocks the exact index holds for the backend",
                                ["backend"], registry=r)
+
+    def record(self, o: Outcome) -> None:
+        """Count one finished request (called in the reporting pass, not on the response path)."""
+        backend = o.backend or NONE
+        labels = (backend, self._models.get(backend, NONE))
+        series = self._series
+        status = str(o.status)
+        series(self.requests, *labels, status, "true" if o.stream else "false").inc()
+        series(self.latency, *labels).observe(o.latency_s)
+        if (ttft := o.ttft_s) is not None:
+            series(self.ttft, *labels).observe(ttft)
+        if (tpot := o.tpot_s) is not None:
+            series(self.tpot, *labels).observe(tpot)
+        if o.backend is not None:
+            series(self.prompt_tokens, *labels).inc(o.prompt_tokens)
+            series(self.cached_tokens, *labels).inc(o.cached_tokens)
+            series(self.completion_tokens, *labels).inc(o.completion_tokens)
+        buyer = self.buyer_label(o.buyer)
+        series(self.buyer_requests, buyer, status).inc()
+        if o.cost is not None and o.payment is not None:
+            series(self.costs, *labels).inc(o.cost)
+            series(self.payments, *labels).inc(o.payment)
+            series(self.surplus, *labels).inc(o.payment - o.cost)
+            series(self.buyer_spend, buyer).inc(o.payment)
+
+    def _series(self, metric: _Metric, *labels: str) -> _Metric:
+        """``metric.labels(*labels)``, remembered: prometheus-client's lookup costs ~1 us a call."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return cast(_Metric, child)
+
+    def buyer_label(self, buyer: str | None) -> str:
+        """The buyer's own name when the config knows it, else ``other`` (``none``: not known yet)."""
+        if buyer is None:
+            return NONE
+        return buyer if buyer in self._buyers else OTHER_BUYER
 
     def watch_backend(self, name: str, in_flight: Callable[[], float], circuit: Callable[[], float]) -> None:
         """Gauges of one backend, read live at scrape time."""

@@ -31,6 +31,7 @@ from mercato.gateway.core.types import (
     RouteRequest,
     RoutingCore,
 )
+from mercato.gateway.live.access_log import AccessLog
 from mercato.gateway.live.assemble import batching_rule, build_router
 from mercato.gateway.live.backends import BackendPool, Forwarding
 from mercato.gateway.live.batcher import MicroBatcher, OverloadedError, QueueFullError
@@ -39,6 +40,8 @@ from mercato.gateway.live.errors import APIError
 from mercato.gateway.live.kv_subscriber import KVEventSubscribers, kv_index
 from mercato.gateway.live.ledger import GroupCommitter, SQLiteAccountingStore
 from mercato.gateway.live.metrics import GatewayMetrics
+from mercato.gateway.live.outcomes import Outcome
+from mercato.gateway.live.reporter import OutcomeReporter
 from mercato.gateway.live.wire import (
     AUTO_MODEL,
     ChatRequest,
@@ -52,6 +55,7 @@ from mercato.workloads.evaluate import is_correct
 
 log = logging.getLogger("mercato.gateway")
 ANONYMOUS = "anonymous"
+CLIENT_CLOSED = 499  # the status logged for a request whose client left first (nginx's convention)
 # Finished requests are learned from in one pass at most this often: off the response path, and
 # one least-squares solve and tree compilation per pass instead of per request.
 LEARN_INTERVAL_S = 0.02
@@ -81,7 +85,10 @@ class Gateway:
         self.kv_index = kv_index(config) if router is None else None
         self.router: RoutingCore = router or build_router(config, self.kv_index)
         self.policy = str(self.router.snapshot()["policy"])
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics({b.name: b.model for b in config.backends},
+                                      {*config.api_keys.values(), ANONYMOUS})
+        self.access_log = AccessLog(config.logging) if config.logging.access_log else None
+        self.reporter = OutcomeReporter(self.metrics, self.access_log)
         self.kv_events = (KVEventSubscribers(config, self.kv_index, self.metrics)
                           if self.kv_index is not None else None)
         self.pool = BackendPool(config, self._on_health)
@@ -103,6 +110,8 @@ class Gateway:
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         """Open the backend pools, start the health-check loop and follow the KV events."""
+        if self.access_log is not None:
+            self.access_log.start()
         await self.pool.start()
         self._health_task = asyncio.create_task(self.pool.health_loop(), name="mercato-health")
         if self.kv_events is not None:
@@ -120,6 +129,9 @@ class Gateway:
         if self._learning is not None:
             self._learning.cancel()
         self._learn()
+        self.reporter.flush()
+        if self.access_log is not None:
+            self.access_log.close()
         await self.pool.aclose()
         if self.committer is not None:
             await self.committer.aclose()
@@ -259,10 +271,6 @@ class Gateway:
             request_id=req.request_id, backend=fw.served, ok=True, ttft_s=fw.ttft_s,
             latency_s=fw.latency_s, prompt_tokens=prompt, cached_tokens=cached,
             completion_tokens=completion, text=text, correct=correct))
-        if record is not None:
-            self.metrics.payments.inc(record.payment)
-            self.metrics.costs.inc(record.cost)
-            self.metrics.surplus.inc(record.surplus)
         return record
 
     async def persist(self, record: LedgerRecord | None) -> None:
@@ -272,12 +280,31 @@ class Gateway:
         if not await self.committer.record(record):
             log.error("ledger already held request %s: not written twice", record.request_id)
 
-    def observe(self, status: int, stream: bool, t0: float, fw: Forwarding | None) -> None:
-        """Request counter, latency and gateway-side TTFT."""
-        self.metrics.requests.labels(str(status), "true" if stream else "false").inc()
-        self.metrics.latency.observe(time.perf_counter() - t0)
-        if fw is not None and fw.first_token_at is not None:
-            self.metrics.ttft.observe(fw.first_token_at - t0)
+    def observe(self, status: int, t0: float, *, stream: bool = False, buyer: str | None = None,
+                dispatch: Dispatch | None = None, fw: Forwarding | None = None,
+                record: LedgerRecord | None = None, error: APIError | None = None,
+                endpoint: str = "chat.completions") -> None:
+        """Report one finished request, once, whatever its outcome, to the metrics and the access
+        log (both updated in a later pass: this only records what is known now).
+
+        ``t0``: its receipt (``perf_counter``); ``buyer``: who sent it, when known before routing.
+        """
+        outcome = Outcome(status, t0, time.perf_counter(), time.time(), endpoint, stream, buyer=buyer)
+        if dispatch is not None:
+            req = dispatch.request
+            outcome.request_id, outcome.buyer, outcome.model = req.request_id, req.buyer, req.model
+        if fw is not None:
+            outcome.backend, outcome.first_token_at = fw.served, fw.first_token_at
+            outcome.failovers = fw.failovers
+        if record is not None:
+            outcome.prompt_tokens, outcome.cached_tokens = record.prompt_tokens, record.cached_tokens
+            outcome.completion_tokens = record.completion_tokens
+            outcome.cost, outcome.payment = record.cost, record.payment
+        elif fw is not None and fw.served is not None and (usage := fw.result.usage_counts()):
+            outcome.prompt_tokens, outcome.cached_tokens, outcome.completion_tokens = usage
+        if error is not None:
+            outcome.error, outcome.message = error.code or error.type, error.message
+        self.reporter.add(outcome)
 
 
 def _retry_later(err: QueueFullError | OverloadedError, code: str) -> APIError:
@@ -314,23 +341,25 @@ async def _guarded(gw: Gateway, dispatch: Dispatch, fw: Forwarding, step: Awaita
         return await step
     except APIError as err:
         gw.settle(dispatch, fw, err.message)
-        gw.observe(err.status, fw.chat.stream, t0, fw)
+        gw.observe(err.status, t0, stream=fw.chat.stream, dispatch=dispatch, fw=fw, error=err)
         raise
     except BaseException:
         gw.settle(dispatch, fw, "client went away")
+        gw.observe(CLIENT_CLOSED, t0, stream=fw.chat.stream, dispatch=dispatch, fw=fw)
         raise
 
 
 async def admit(gw: Gateway, headers: Mapping[str, str], body: AsyncIterator[bytes],
                 t0: float) -> tuple[ChatRequest, Dispatch]:
     """Authenticate, read and validate a chat request, and wait for its routing decision."""
+    buyer = None
     try:
         buyer = gw.authenticate(headers)
         chat = parse_chat_request(await gw.read_body(headers, body))
         req = gw.route_request(headers, chat, buyer)
         return chat, await gw.decide(req)
     except APIError as err:
-        gw.observe(err.status, False, t0, None)
+        gw.observe(err.status, t0, buyer=buyer, error=err)
         raise
 
 
@@ -344,7 +373,7 @@ async def complete(gw: Gateway, chat: ChatRequest, dispatch: Dispatch,
     body = fw.result.completion(f"chatcmpl-{dispatch.request.request_id}",
                                 usage_object(*token_counts(dispatch.request, fw)))
     body["mercato"] = billing(record, fw)
-    gw.observe(200, False, t0, fw)
+    gw.observe(200, t0, dispatch=dispatch, fw=fw, record=record)
     return body, response_headers(dispatch, fw, gw.policy)
 
 
@@ -375,17 +404,18 @@ async def stream(gw: Gateway, chat: ChatRequest, dispatch: Dispatch,
             settled = True
             record = gw.settle(dispatch, fw, None)
             await gw.persist(record)
-            gw.observe(200, True, t0, fw)
+            gw.observe(200, t0, stream=True, dispatch=dispatch, fw=fw, record=record)
             yield b"data: [DONE]\n\n"
         except APIError as err:  # the backend broke after chunks reached the client
             if not settled:
                 settled = True
                 gw.settle(dispatch, fw, err.message)
-            gw.observe(err.status, True, t0, fw)
+            gw.observe(err.status, t0, stream=True, dispatch=dispatch, fw=fw, error=err)
             yield b"data: " + orjson.dumps(err.body()) + b"\n\n"
         finally:
             if not settled:
                 gw.settle(dispatch, fw, "client went away")
+                gw.observe(CLIENT_CLOSED, t0, stream=True, dispatch=dispatch, fw=fw)
             await chunks.aclose()
 
     return body(), response_headers(dispatch, fw, gw.policy)

@@ -1,0 +1,66 @@
+"""The start-up summary ``mercato serve`` prints once: what this gateway will do, before it does it.
+
+An operator reading a log should not need the YAML file to know where the gateway listens, how
+it routes, which backends it offers at which prices, how it batches, where its ledger is and
+which backends it follows KV events from. In the access log's format: readable text, or one
+JSON object (``"event": "startup"``) for log pipelines.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from mercato.gateway.live.config import GatewayConfig
+
+
+def startup_summary(config: GatewayConfig, policy: str, host: str, port: int) -> dict[str, Any]:
+    """The summary's facts (``policy``: the name the router reports)."""
+    b, log = config.batching, config.logging
+    return {
+        "event": "startup", "listen": f"http://{host}:{port}",
+        "policy": {"name": policy, "seed": config.policy.seed, "congestion": config.policy.congestion},
+        "backends": [{"name": bc.name, "url": bc.url, "model": bc.model, "capacity": bc.capacity,
+                      "prices": bc.prices.model_dump(), "hub": bc.hub,
+                      "kv_events": bc.kv_events.endpoint if bc.kv_events else None}
+                     for bc in config.backends],
+        "batching": b.model_dump(),
+        "ledger": {"db": str(config.accounting.db.resolve()), "synchronous": config.accounting.synchronous},
+        "kv_events": sum(bc.kv_events is not None for bc in config.backends),
+        "buyers_with_keys": len(set(config.api_keys.values())),
+        "access_log": {"format": log.format, "file": str(log.file) if log.file else "stderr"}
+        if log.access_log else None,
+        "health_interval_s": config.circuit_breaker.health_interval_s,
+    }
+
+
+def render_summary(summary: dict[str, Any], fmt: str) -> str:
+    """The summary as lines of text, or as one JSON line when ``fmt`` is ``json``."""
+    if fmt == "json":
+        return orjson.dumps(summary).decode()
+    p, b, ledger, access = summary["policy"], summary["batching"], summary["ledger"], summary["access_log"]
+    lines = [f"mercato gateway on {summary['listen']}: policy {p['name']} (seed {p['seed']}, "
+             f"congestion pricing {'on' if p['congestion'] else 'off'})",
+             f"  backends ({len(summary['backends'])}), prices in credits per token "
+             "(input / cached / output):"]
+    for bc in summary["backends"]:
+        pr = bc["prices"]
+        where = f", hub {bc['hub']}" if bc["hub"] else ""
+        kv = f", kv events {bc['kv_events']}" if bc["kv_events"] else ""
+        lines.append(f"    {bc['name']}: model {bc['model']} at {bc['url']}, capacity {bc['capacity']}, "
+                     f"{pr['input']:g} / {pr['cached_input']:g} / {pr['output']:g}{where}{kv}")
+    lines += [
+        f"  batching: up to {b['max_batch_size']} per batch, {b['max_wait_ms']:g} ms after the first "
+        f"({b['quiet_ms']:g} ms quiet), queue {b['queue_limit']}, {b['max_inflight_per_slot']:g} in flight "
+        f"per slot, held at most {b['max_hold_ms']:g} ms",
+        f"  ledger: {ledger['db']} (synchronous {ledger['synchronous']})",
+        f"  kv events: followed for {summary['kv_events']} of {len(summary['backends'])} backends",
+        f"  api keys: {summary['buyers_with_keys']} buyer(s), each its own metrics label"
+        if summary["buyers_with_keys"]
+        else "  api keys: none (buyers named by the body's user field, else anonymous; label other)",
+        f"  access log: {access['format']} to {access['file']}" if access else "  access log: off",
+        "  ready (GET /ready) once a backend answers its health check, checked every "
+        f"{summary['health_interval_s']:g} s",
+    ]
+    return "\n".join(lines)
