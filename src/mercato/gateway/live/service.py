@@ -24,6 +24,7 @@ import orjson
 from mercato.engine.tokenizer import count_tokens
 from mercato.gateway.core.lifecycle import Dispatch
 from mercato.gateway.core.types import (
+    AUTO_MODEL,
     AccountingStore,
     Decision,
     LedgerRecord,
@@ -40,7 +41,6 @@ from mercato.gateway.live.kv_subscriber import KVEventSubscribers, kv_index
 from mercato.gateway.live.ledger import GroupCommitter, SQLiteAccountingStore
 from mercato.gateway.live.metrics import GatewayMetrics
 from mercato.gateway.live.wire import (
-    AUTO_MODEL,
     CHAT,
     COMPLETIONS,
     ClientRequest,
