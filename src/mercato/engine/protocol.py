@@ -47,7 +47,7 @@ class MercatoExtension(BaseModel):
     """The ``"mercato"`` body extension; the engine reads the workload domain and gold answer."""
 
     model_config = ConfigDict(extra="allow")  # bid, delta, deadline_ms are for the gateway
-    domain: str = "default"
+    domain: str | None = None
     gold_answer: str | None = None
 
 
@@ -56,10 +56,10 @@ class GenerationRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     model: str | None = None
-    stream: bool = False
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(default=None, ge=1)
-    n: int = 1
+    n: int | None = 1  # null (as vLLM takes it) is 1
     mercato: MercatoExtension | None = None
     # OpenAI's standard ``metadata`` map: routers that drop unknown fields still forward it, so a
     # load generator can name the workload's domain and gold answer through any router.
@@ -68,7 +68,7 @@ class GenerationRequest(BaseModel):
     @property
     def domain(self) -> str:
         """The workload domain: the ``mercato`` extension's, else ``metadata["mercato_domain"]``."""
-        if self.mercato is not None:
+        if self.mercato is not None and self.mercato.domain is not None:
             return self.mercato.domain
         return (self.metadata or {}).get(METADATA_DOMAIN, "default")
 
@@ -117,13 +117,16 @@ class CompletionRequest(GenerationRequest):
         return self.prompt[0]
 
 
+TokenId = Annotated[int, Field(ge=0, lt=2**31)]  # the simulated tokenizer's ids are 31-bit
+
+
 class EmbeddingRequest(BaseModel):
     """``POST /v1/embeddings``: texts or token-id arrays."""
 
     model_config = ConfigDict(extra="allow")
     model: str | None = None
-    input: str | list[str] | list[Annotated[int, Field(ge=0)]] | list[list[Annotated[int, Field(ge=0)]]]
-    encoding_format: Literal["float", "base64"] = "float"
+    input: str | list[str] | list[TokenId] | list[list[TokenId]]
+    encoding_format: Literal["float", "base64"] | None = None  # None: float
 
 
 def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
@@ -145,7 +148,7 @@ def parse_body(raw: bytes, model: type[RequestT]) -> RequestT:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:3])
         raise ApiError(f"Invalid request: {problems}") from None
-    if isinstance(request, GenerationRequest) and request.n != 1:
+    if isinstance(request, GenerationRequest) and request.n not in (None, 1):
         raise ApiError(f"n must be 1 for the simulated engine, got {request.n}")
     return request
 

@@ -399,10 +399,17 @@ class Forwarding:
 
 
 def _client_fault(status: int, detail: str) -> APIError:
-    """The backend's own OpenAI-style error when it sent one, else a generic one."""
+    """The backend's own error when it sent one, else a generic one.
+
+    OpenAI nests it (``{"error": {...}}``), vLLM does not (``{"object": "error", "message", ...,
+    "code": 400}``); a ``param`` or ``code`` that is not a string is left out, as OpenAI's are strings.
+    """
     try:
-        error = json.loads(detail)["error"]
-        return APIError(status, str(error.get("message") or detail), param=error.get("param"),
-                        code=error.get("code"))
+        body = json.loads(detail)
+        error = body.get("error", body)
+        message = error["message"]
     except (ValueError, KeyError, TypeError, AttributeError):
         return APIError(status, f"the backend rejected the request: {detail[:300]}")
+    param, code = error.get("param"), error.get("code")
+    return APIError(status, str(message), param=param if isinstance(param, str) else None,
+                    code=code if isinstance(code, str) else None)

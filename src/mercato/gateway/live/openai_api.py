@@ -16,13 +16,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 _REQUEST = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
 
-PositiveInt = Annotated[int, Field(ge=1)]
-TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+
+
+def _whole(value: Any) -> Any:
+    """JSON Schema counts 8.0 as an integer, so the models do too (but never ``true`` or ``"8"``)."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+# the bounds go inside the validator, so that the schema shows them as minimum/maximum
+PositiveInt = Annotated[int, Field(ge=1), BeforeValidator(_whole)]
+Text = Annotated[str, Field(min_length=1)]  # a prompt or input: engines refuse empty ones
+TokenId = Annotated[int, Field(ge=0, lt=2**31), BeforeValidator(_whole)]  # 31-bit, as the engines' ids
+TokenIds = Annotated[list[TokenId], Field(min_length=1)]
 
 
 class MercatoExtension(BaseModel):
@@ -37,7 +47,7 @@ class MercatoExtension(BaseModel):
                                       "miss it are not offered; when none can meet it the answer is 422 "
                                       "deadline_infeasible.")
     domain: str | None = Field(None, description="Workload domain tag (hubs route by it; forwarded).")
-    gold_answer: str | None = Field(None, description="Reference answer, shared in experiments so the "
+    gold_answer: str | None = Field(None, min_length=1, description="Reference answer, shared in experiments so the "
                                     "gateway can score the reply (forwarded).")
 
 
@@ -76,7 +86,7 @@ class _Generation(BaseModel):
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     max_tokens: PositiveInt | None = None
-    n: Annotated[int, Field(ge=1, le=1)] | None = Field(None, description="The gateway serves one choice "
+    n: Annotated[int, Field(ge=1, le=1), BeforeValidator(_whole)] | None = Field(None, description="The gateway serves one choice "
                                                          "per request.")
     user: str | None = Field(None, description="Names the buyer when the gateway has no API keys.")
     mercato: MercatoExtension | None = None
@@ -92,7 +102,7 @@ class ChatCompletionRequest(_Generation):
 class CompletionRequest(_Generation):
     """``POST /v1/completions`` (one prompt per request: a string or one string in a list)."""
 
-    prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)]
+    prompt: Text | Annotated[list[Text], Field(min_length=1, max_length=1)]
 
 
 class EmbeddingRequest(BaseModel):
@@ -100,7 +110,7 @@ class EmbeddingRequest(BaseModel):
 
     model_config = _REQUEST
     model: str = Field(min_length=1, description="A served model, or 'mercato' to let the auction choose.")
-    input: (str | Annotated[list[str], Field(min_length=1)] | TokenIds
+    input: (Text | Annotated[list[Text], Field(min_length=1)] | TokenIds
             | Annotated[list[TokenIds], Field(min_length=1)])
     encoding_format: Literal["float", "base64"] | None = None
     user: str | None = None
