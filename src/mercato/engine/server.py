@@ -148,7 +148,7 @@ def create_app(core: EngineCore, model_name: str, speed: float = 1.0, instance: 
         body = parse_body(await request.body(), EmbeddingRequest)
         check_model(body.model)
         inputs = input_ids(body.input)
-        if not inputs or any(len(ids) > core.max_model_len for ids in inputs):
+        if not inputs or any(not 0 < len(ids) <= core.max_model_len for ids in inputs):
             raise ApiError(f"each input must hold 1 to {core.max_model_len} tokens (the model's context)")
         return JSONResponse(embeddings_body(inputs, model_name, body.encoding_format))
 
