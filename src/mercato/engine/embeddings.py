@@ -40,7 +40,8 @@ def input_ids(value: str | list[str] | list[int] | list[list[int]]) -> list[NDAr
     return [token_ids(v) if isinstance(v, str) else np.asarray(v, dtype=np.int64) for v in value]
 
 
-def embeddings_body(inputs: list[NDArray[np.int64]], model: str, encoding_format: str | None) -> dict[str, Any]:
+def embeddings_body(inputs: list[NDArray[np.int64]], model: str,
+                    encoding_format: str | None) -> dict[str, Any]:
     """The ``list`` object of one embeddings request, with its usage."""
     data = []
     for index, ids in enumerate(inputs):

@@ -47,8 +47,8 @@ class MercatoExtension(BaseModel):
                                       "miss it are not offered; when none can meet it the answer is 422 "
                                       "deadline_infeasible.")
     domain: str | None = Field(None, description="Workload domain tag (hubs route by it; forwarded).")
-    gold_answer: str | None = Field(None, min_length=1, description="Reference answer, shared in experiments so the "
-                                    "gateway can score the reply (forwarded).")
+    gold_answer: str | None = Field(None, min_length=1, description="Reference answer, shared in "
+                                    "experiments so the gateway can score the reply (forwarded).")
 
 
 class TextPart(TypedDict):
@@ -86,8 +86,8 @@ class _Generation(BaseModel):
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     max_tokens: PositiveInt | None = None
-    n: Annotated[int, Field(ge=1, le=1), BeforeValidator(_whole)] | None = Field(None, description="The gateway serves one choice "
-                                                         "per request.")
+    n: Annotated[int, Field(ge=1, le=1), BeforeValidator(_whole)] | None = Field(
+        None, description="The gateway serves one choice per request.")
     user: str | None = Field(None, description="Names the buyer when the gateway has no API keys.")
     mercato: MercatoExtension | None = None
 
