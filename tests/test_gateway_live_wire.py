@@ -82,6 +82,8 @@ def test_valid_request_is_parsed():
     (body(mercato={"bid": "lots"}), "mercato.bid"),
     (body(mercato={"bid": True}), "mercato.bid"),
     (b'{"model": "m", "messages": [{"role": "user"}], "mercato": {"bid": 1e999}}', None),  # orjson: not JSON
+    (body(mercato={"bid": 1e300}), "mercato.bid"),  # the auction's values would overflow
+    (body(max_tokens=2**63), "max_tokens"),
     (body(mercato={"delta": 1.5}), "mercato.delta"),
     (body(mercato={"deadline_ms": 0}), "mercato.deadline_ms"),
 ])
@@ -109,6 +111,7 @@ def test_report_body_extension_wins_over_headers_which_win_over_defaults():
     ({"x-mercato-bid": "-0.5"}, "x-mercato-bid"),
     ({"x-mercato-bid": "nan"}, "x-mercato-bid"),
     ({"x-mercato-bid": "inf"}, "x-mercato-bid"),
+    ({"x-mercato-bid": "1e300"}, "x-mercato-bid"),
     ({"x-mercato-delta": "-0.1"}, "x-mercato-delta"),
     ({"x-mercato-deadline-ms": "0"}, "x-mercato-deadline-ms"),
 ])

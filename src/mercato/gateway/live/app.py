@@ -153,10 +153,16 @@ def _routed_declarations() -> APIRouter:
         status: {"model": ErrorResponse, "description": meaning} for status, meaning in ROUTED_ERRORS.items()}
 
     def events(chunk: type[ChatCompletionChunk | Completion], what: str) -> dict[int | str, dict[str, Any]]:
-        schema = {"$ref": f"#/components/schemas/{chunk.__name__}"}
-        stream = {"description": f"{what}; with stream=true, server-sent events of these chunks, "
-                                 "then 'data: [DONE]'",
-                  "content": {"text/event-stream": {"schema": schema}}}
+        def json_data(model: type) -> dict[str, Any]:
+            return {"type": "string", "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+
+        # one server-sent event (OpenAPI 3.1: the schema of a stream describes each event)
+        event = {"type": "object", "required": ["data"], "properties": {"data": {"anyOf": [
+            json_data(chunk), {"const": "[DONE]"}, json_data(ErrorResponse)]}}}
+        stream = {"description": f"{what}; with stream=true, server-sent events: chunks, then "
+                                 "'[DONE]' (or an error object if the backend broke mid-stream)",
+                  "content": {"text/event-stream": {"schema": event}}}
         return {200: stream, **errors}
 
     async def create_chat_completion(body: ChatCompletionRequest) -> ChatCompletion:

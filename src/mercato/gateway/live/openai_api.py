@@ -29,7 +29,9 @@ def _whole(value: Any) -> Any:
 
 
 # the bounds go inside the validator, so that the schema shows them as minimum/maximum
-PositiveInt = Annotated[int, Field(ge=1), BeforeValidator(_whole)]
+# token counts fit 31 bits; anything larger would only overflow the router's float features
+PositiveInt = Annotated[int, Field(ge=1, lt=2**31), BeforeValidator(_whole)]
+MAX_BID = 1e9  # credits (1,000 USD) per request: keeps every value the auction computes finite
 Text = Annotated[str, Field(min_length=1)]  # a prompt or input: engines refuse empty ones
 TokenId = Annotated[int, Field(ge=0, lt=2**31), BeforeValidator(_whole)]  # 31-bit, as the engines' ids
 TokenIds = Annotated[list[TokenId], Field(min_length=1)]
@@ -39,8 +41,9 @@ class MercatoExtension(BaseModel):
     """mercato's body extension ``"mercato"``; each report field overrides its ``X-Mercato-*`` header."""
 
     model_config = _REQUEST
-    bid: float | None = Field(None, ge=0, description="What the request is worth, in credits "
-                              "(1 credit = 1e-6 USD); default buyer_defaults.bid. Never sent to backends.")
+    bid: float | None = Field(None, ge=0, le=MAX_BID, description="What the request is worth, in "
+                              "credits (1 credit = 1e-6 USD); default buyer_defaults.bid. Never sent to "
+                              "backends.")
     delta: float | None = Field(None, ge=0, le=1, description="Quality-vs-latency weight: 1 = only answer "
                                 "quality matters, 0 = only latency; default buyer_defaults.delta.")
     deadline_ms: float | None = Field(None, gt=0, description="Hard TTFT deadline: backends predicted to "
