@@ -30,9 +30,12 @@ from mercato.gateway.live.config import BuyerDefaults
 from mercato.gateway.live.errors import bad_request
 from mercato.gateway.live.openai_api import (
     ChatCompletionRequest,
+    ChatMessage,
     CompletionRequest,
     EmbeddingRequest,
     MercatoExtension,
+    StreamOptions,
+    TextPart,
 )
 
 # The routed endpoints, named by their path under a backend's /v1.
@@ -48,8 +51,11 @@ _REPORT_HEADERS = {"bid": "x-mercato-bid", "delta": "x-mercato-delta",
 SESSION_HEAD_CHARS = 256
 _MODELS: dict[str, type[ChatCompletionRequest | CompletionRequest | EmbeddingRequest]] = {
     CHAT: ChatCompletionRequest, COMPLETIONS: CompletionRequest, EMBEDDINGS: EmbeddingRequest}
-_FIELDS = frozenset(name for model in (*_MODELS.values(), MercatoExtension)
-                    for name in model.model_fields) | {"role", "content", "include_usage", "type", "text"}
+# every field name of the request schemas: what an error's location may name as its parameter
+_FIELDS = frozenset([*(name for model in (*_MODELS.values(), MercatoExtension, StreamOptions)
+                      for name in model.model_fields),
+                     *ChatMessage.__annotations__, *TextPart.__annotations__])
+_NO_EXTENSION = MercatoExtension()  # shared by requests without one (never modified)
 
 
 @dataclass
@@ -103,13 +109,11 @@ class Trace:
 def _invalid(err: ValidationError) -> Exception:
     """The first validation error as a 400 naming the parameter (``messages``, ``mercato.bid``)."""
     first = err.errors(include_url=False)[0]
-    names = []
-    for part in first["loc"]:
-        if part not in _FIELDS:  # a list index or a union member's tag: the parameter ends here
-            break
-        names.append(str(part))
-    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]
-                    if isinstance(p, int) or p in _FIELDS).lstrip(".")  # without union members' tags
+    # the location without union members' tags; the parameter is its field names up to the first index
+    loc = [p for p in first["loc"] if isinstance(p, int) or p in _FIELDS]
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    ints = [i for i, p in enumerate(loc) if isinstance(p, int)]
+    names = [str(p) for p in loc[: ints[0] if ints else len(loc)]]
     kind = first["type"]
     code = ("missing_required_parameter" if kind == "missing"
             else "invalid_type" if kind.endswith("_type") else "invalid_value")
@@ -134,7 +138,7 @@ def parse_request(kind: str, raw: bytes) -> ClientRequest:
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object", code="invalid_json")
     request = _validated(_MODELS[kind], body)
-    extension = request.mercato or MercatoExtension()
+    extension = request.mercato or _NO_EXTENSION
     if isinstance(request, EmbeddingRequest):
         texts = request.input
         if isinstance(texts, str) or (texts and isinstance(texts[0], str)):
