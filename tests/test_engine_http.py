@@ -184,3 +184,36 @@ def fuzz_client():
     app = create_app(EngineCore(get_profile("qwen3-4b")), MODEL, speed=0)
     with TestClient(app) as client:
         yield client
+
+
+def test_completions_whole_and_streamed_like_vllm(base_url, client):
+    done = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=8)
+    assert done.object == "text_completion" and done.choices[0].text and done.usage.prompt_tokens > 0
+    again = client.completions.create(model=MODEL, prompt=["Once upon a time"], max_tokens=8)
+    assert again.choices[0].text == done.choices[0].text  # the same draw for the same prompt
+    events = list(client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=8, stream=True,
+                                            stream_options={"include_usage": True}))
+    assert "".join(e.choices[0].text for e in events if e.choices) == done.choices[0].text
+    assert events[-1].usage.completion_tokens == done.usage.completion_tokens
+    for bad in ({"prompt": ["a", "b"]}, {"prompt": "x" * 20000}, {}):
+        response = httpx.post(f"{base_url}/v1/completions", json=bad)
+        assert response.status_code == 400 and response.json()["object"] == "error"
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="gpt-9", prompt="x")
+
+
+def test_embeddings_are_deterministic_unit_vectors_in_either_encoding(base_url, client):
+    from mercato.engine.embeddings import DIMENSIONS, embed
+    from mercato.engine.tokenizer import token_ids
+
+    default = client.embeddings.create(model=MODEL, input=["the green boat", "a red car"])  # base64
+    floats = client.embeddings.create(model=MODEL, input="the green boat", encoding_format="float")
+    assert len(default.data) == 2 and len(floats.data[0].embedding) == DIMENSIONS
+    assert floats.data[0].embedding == pytest.approx(default.data[0].embedding, abs=1e-6)
+    assert floats.data[0].embedding == pytest.approx(embed(token_ids("the green boat")).tolist(), abs=1e-6)
+    assert sum(v * v for v in floats.data[0].embedding) == pytest.approx(1.0, abs=1e-5)
+    assert default.usage.prompt_tokens == len(token_ids("the green boat")) + len(token_ids("a red car"))
+    ids = client.embeddings.create(model=MODEL, input=[5, 6, 7], encoding_format="float")
+    assert ids.usage.prompt_tokens == 3 and ids.data[0].embedding == pytest.approx(embed([5, 6, 7]).tolist())
+    for bad in ({"input": ""}, {"input": [-1]}, {"input": "x" * 20000}, {"input": 3}):
+        assert httpx.post(f"{base_url}/v1/embeddings", json=bad).status_code == 400

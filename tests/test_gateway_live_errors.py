@@ -54,9 +54,9 @@ def is_openai_error(response: httpx.Response, status: int) -> dict:
     (json.dumps(GOOD | {"mercato": {"bid": -2}}).encode(), {}, "mercato.bid"),
     (json.dumps(GOOD | {"mercato": {"bid": "high"}}).encode(), {}, "mercato.bid"),
     (json.dumps(GOOD | {"mercato": {"delta": 2}}).encode(), {}, "mercato.delta"),
-    (json.dumps(GOOD).encode(), {"X-Mercato-Bid": "-1"}, "mercato.bid"),
+    (json.dumps(GOOD).encode(), {"X-Mercato-Bid": "-1"}, "x-mercato-bid"),
     (json.dumps(GOOD).encode(), {"X-Mercato-Bid": "lots"}, "x-mercato-bid"),
-    (json.dumps(GOOD).encode(), {"X-Mercato-Delta": "1.01"}, "mercato.delta"),
+    (json.dumps(GOOD).encode(), {"X-Mercato-Delta": "1.01"}, "x-mercato-delta"),
     (json.dumps(GOOD).encode(), {"X-Mercato-Turn-Number": "-3"}, "X-Mercato-Turn-Number"),
 ])
 def test_bad_input_is_400_with_an_openai_error(live, content, headers, param):

@@ -1,4 +1,5 @@
-"""OpenAI wire handling: request validation, buyer reports, sessions, chunk merging, breakers."""
+"""OpenAI wire handling: request validation (by the published models), buyer reports, sessions,
+chunk merging, breakers."""
 
 from __future__ import annotations
 
@@ -10,11 +11,17 @@ from mercato.engine.chat import render_chat
 from mercato.gateway.live.backends import CircuitBreaker, CircuitState
 from mercato.gateway.live.config import BuyerDefaults
 from mercato.gateway.live.errors import APIError
+from mercato.gateway.live.openai_api import MercatoExtension
 from mercato.gateway.live.wire import (
+    CHAT,
+    COMPLETIONS,
+    EMBEDDINGS,
     ChatAccumulator,
+    EmbeddingAccumulator,
+    TextAccumulator,
     backend_body,
     buyer_report,
-    parse_chat_request,
+    parse_request,
     session_of,
     tracing,
 )
@@ -26,9 +33,13 @@ def body(**over) -> bytes:
     return json.dumps({"model": "mercato", "messages": MESSAGES} | over).encode()
 
 
-def rejected(raw: bytes) -> APIError:
+def parse_chat_request(raw: bytes):
+    return parse_request(CHAT, raw)
+
+
+def rejected(raw: bytes, kind: str = CHAT) -> APIError:
     with pytest.raises(APIError) as info:
-        parse_chat_request(raw)
+        parse_request(kind, raw)
     assert info.value.status == 400
     return info.value
 
@@ -66,6 +77,15 @@ def test_valid_request_is_parsed():
     (body(user=7), "user"),
     (body(mercato="rich"), "mercato"),
     (body(mercato={"domain": 5}), "mercato.domain"),
+    (body(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}]), "messages"),
+    (body(mercato={"bid": -1}), "mercato.bid"),
+    (body(mercato={"bid": "lots"}), "mercato.bid"),
+    (body(mercato={"bid": True}), "mercato.bid"),
+    (b'{"model": "m", "messages": [{"role": "user"}], "mercato": {"bid": 1e999}}', None),  # orjson: not JSON
+    (body(mercato={"bid": 1e300}), "mercato.bid"),  # the auction's values would overflow
+    (body(max_tokens=2**63), "max_tokens"),
+    (body(mercato={"delta": 1.5}), "mercato.delta"),
+    (body(mercato={"deadline_ms": 0}), "mercato.deadline_ms"),
 ])
 def test_bad_requests_are_400_naming_the_parameter(raw, param):
     err = rejected(raw)
@@ -78,28 +98,26 @@ DEFAULTS = BuyerDefaults(bid=1.0, delta=0.5, deadline_ms=None)
 
 
 def test_report_body_extension_wins_over_headers_which_win_over_defaults():
-    headers = {"x-mercato-bid": "3", "x-mercato-delta": "0.9", "x-mercato-deadline-ms": "800"}
-    report = buyer_report({"bid": 2.5}, headers, DEFAULTS)
+    headers = {"x-mercato-bid": "3", "x-mercato-delta": " 0.9", "x-mercato-deadline-ms": "800"}
+    report = buyer_report(MercatoExtension(bid=2.5), headers, DEFAULTS)
     assert (report.bid, report.delta, report.deadline_ms) == (2.5, 0.9, 800.0)
-    assert buyer_report({}, {}, DEFAULTS) == buyer_report({}, {}, DEFAULTS)
-    assert buyer_report({}, {}, DEFAULTS).bid == 1.0
+    none = MercatoExtension()
+    assert buyer_report(none, {}, DEFAULTS) == buyer_report(none, {"x-mercato-bid": " "}, DEFAULTS)
+    assert buyer_report(none, {}, DEFAULTS).bid == 1.0
 
 
-@pytest.mark.parametrize(("extension", "headers", "param"), [
-    ({"bid": -1}, {}, "mercato.bid"),
-    ({"bid": "lots"}, {}, "mercato.bid"),
-    ({"bid": True}, {}, "mercato.bid"),
-    ({"bid": float("inf")}, {}, "mercato.bid"),
-    ({}, {"x-mercato-bid": "abc"}, "x-mercato-bid"),
-    ({}, {"x-mercato-bid": "-0.5"}, "mercato.bid"),
-    ({}, {"x-mercato-bid": "nan"}, "x-mercato-bid"),
-    ({"delta": 1.5}, {}, "mercato.delta"),
-    ({}, {"x-mercato-delta": "-0.1"}, "mercato.delta"),
-    ({"deadline_ms": 0}, {}, "mercato.deadline_ms"),
+@pytest.mark.parametrize(("headers", "param"), [
+    ({"x-mercato-bid": "abc"}, "x-mercato-bid"),
+    ({"x-mercato-bid": "-0.5"}, "x-mercato-bid"),
+    ({"x-mercato-bid": "nan"}, "x-mercato-bid"),
+    ({"x-mercato-bid": "inf"}, "x-mercato-bid"),
+    ({"x-mercato-bid": "1e300"}, "x-mercato-bid"),
+    ({"x-mercato-delta": "-0.1"}, "x-mercato-delta"),
+    ({"x-mercato-deadline-ms": "0"}, "x-mercato-deadline-ms"),
 ])
-def test_bad_reports_are_400(extension, headers, param):
+def test_bad_report_headers_are_400_under_the_schema_bounds(headers, param):
     with pytest.raises(APIError) as info:
-        buyer_report(extension, headers, DEFAULTS)
+        buyer_report(MercatoExtension(), headers, DEFAULTS)
     assert info.value.status == 400 and info.value.param == param
 
 
@@ -129,6 +147,35 @@ def test_backend_body_forces_streaming_and_keeps_the_report_private():
     assert "mercato" not in json.loads(backend_body(chat, "m", forward_extension=False))
 
 
+def test_unknown_openai_fields_reach_the_backend_untouched():
+    extra = {"temperature": 0.3, "tools": [{"type": "function", "function": {"name": "f"}}],
+             "response_format": {"type": "json_object"}, "seed": 7}
+    chat = parse_chat_request(body(**extra, messages=[{"role": "user", "content": "x", "name": "ann"}]))
+    sent = json.loads(backend_body(chat, "m", forward_extension=True))
+    assert {k: sent[k] for k in extra} == extra and sent["messages"][0]["name"] == "ann"
+
+
+def test_completions_and_embeddings_requests():
+    text = parse_request(COMPLETIONS, json.dumps({"model": "m", "prompt": ["Once upon"], "max_tokens": 3,
+                                                  "stream": True}).encode())
+    assert (text.prompt, text.max_tokens, text.stream, text.messages) == ("Once upon", 3, True, None)
+    assert json.loads(backend_body(text, "b", True))["stream_options"] == {"include_usage": True}
+    assert rejected(json.dumps({"model": "m", "prompt": ["a", "b"]}).encode(), COMPLETIONS).param == "prompt"
+    assert rejected(json.dumps({"model": "m"}).encode(), COMPLETIONS).code == "missing_required_parameter"
+    words = parse_request(EMBEDDINGS, json.dumps({"model": "m", "input": ["a b", "c"]}).encode())
+    assert words.prompt == "a b\nc" and words.token_count is None and not words.stream
+    assert "stream" not in json.loads(backend_body(words, "b", True))
+    ids = parse_request(EMBEDDINGS, json.dumps({"model": "m", "input": [[1, 2], [3]]}).encode())
+    assert ids.token_count == 3
+    for bad in ({"model": "m", "input": []}, {"model": "m", "input": [-1]}, {"model": "m", "input": 5},
+                {"model": "m", "input": "x", "encoding_format": "hex"}):
+        assert rejected(json.dumps(bad).encode(), EMBEDDINGS).status == 400
+    # a completion's session is its prompt's head: same head, same session
+    same = parse_request(COMPLETIONS, json.dumps({"model": "m", "prompt": "Once upon" + "x" * 300}).encode())
+    other = parse_request(COMPLETIONS, json.dumps({"model": "m", "prompt": "Once upon" + "x" * 400}).encode())
+    assert session_of(same, tracing({})) == session_of(other, tracing({}))
+
+
 def test_accumulator_rebuilds_a_completion_with_tool_calls_and_usage():
     acc = ChatAccumulator()
     chunks = [
@@ -146,7 +193,7 @@ def test_accumulator_rebuilds_a_completion_with_tool_calls_and_usage():
     assert content == [False, True, True, False, False, False]
     assert acc.text == "The sky"
     assert acc.usage_counts() == (30, 16, 4)
-    out = acc.completion("chatcmpl-1", {"prompt_tokens": 30})
+    out = acc.response("chatcmpl-1", {"prompt_tokens": 30})
     choice = out["choices"][0]
     assert out["object"] == "chat.completion" and out["model"] == "m" and out["created"] == 5
     assert choice["finish_reason"] == "tool_calls"
@@ -168,3 +215,21 @@ def test_circuit_breaker_opens_probes_and_closes():
     now[0] = 10.0
     assert cb.probe_due()
     assert cb.success() is True and cb.state is CircuitState.CLOSED and cb.allows_requests
+
+
+def test_text_and_embedding_accumulators():
+    text = TextAccumulator()
+    chunks = [{"id": "c", "model": "m", "created": 3, "choices": [{"index": 0, "text": ""}]},
+              {"choices": [{"index": 0, "text": "Once"}]},
+              {"choices": [{"index": 0, "text": " more", "finish_reason": "length"}]},
+              {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}]
+    assert [text.add(c) for c in chunks] == [False, True, False, False] or text.text == "Once more"
+    assert text.text == "Once more" and text.usage_counts() == (5, 0, 2)
+    out = text.response("cmpl-1", {"prompt_tokens": 5})
+    assert out["object"] == "text_completion" and out["choices"][0] == {
+        "index": 0, "text": "Once more", "logprobs": None, "finish_reason": "length"}
+    emb = EmbeddingAccumulator()
+    assert emb.usage_counts() is None
+    assert emb.add({"object": "list", "data": [{"index": 0}], "model": "e", "usage": {"prompt_tokens": 4}})
+    assert emb.usage_counts() == (4, 0, 0) and emb.text == ""
+    assert emb.response("x", {"prompt_tokens": 4})["data"] == [{"index": 0}]

@@ -1,4 +1,5 @@
-"""OpenAI chat-completions wire format as vLLM speaks it: request parsing, responses, errors.
+"""OpenAI wire format as vLLM speaks it (chat completions, completions, embeddings): request
+parsing, responses, errors.
 
 Bad input becomes an :class:`ApiError` carrying vLLM's error body
 (``{"object": "error", "message", "type", "param", "code"}``) with a 4xx status, so that a
@@ -8,7 +9,7 @@ client, or the gateway, sees from the simulated engine the same shapes a real vL
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -37,6 +38,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+RequestT = TypeVar("RequestT", bound=BaseModel)
 METADATA_DOMAIN = "mercato_domain"
 METADATA_GOLD = "mercato_gold_answer"
 
@@ -45,21 +47,19 @@ class MercatoExtension(BaseModel):
     """The ``"mercato"`` body extension; the engine reads the workload domain and gold answer."""
 
     model_config = ConfigDict(extra="allow")  # bid, delta, deadline_ms are for the gateway
-    domain: str = "default"
+    domain: str | None = None
     gold_answer: str | None = None
 
 
-class ChatCompletionRequest(BaseModel):
-    """The fields of ``POST /v1/chat/completions`` the engine uses; other OpenAI ones are accepted."""
+class GenerationRequest(BaseModel):
+    """The fields chat completions and completions share; other OpenAI ones are accepted."""
 
     model_config = ConfigDict(extra="allow")
     model: str | None = None
-    messages: list[dict[str, Any]] = Field(min_length=1)
-    stream: bool = False
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    n: int = 1
+    n: int | None = 1  # null (as vLLM takes it) is 1
     mercato: MercatoExtension | None = None
     # OpenAI's standard ``metadata`` map: routers that drop unknown fields still forward it, so a
     # load generator can name the workload's domain and gold answer through any router.
@@ -68,7 +68,7 @@ class ChatCompletionRequest(BaseModel):
     @property
     def domain(self) -> str:
         """The workload domain: the ``mercato`` extension's, else ``metadata["mercato_domain"]``."""
-        if self.mercato is not None:
+        if self.mercato is not None and self.mercato.domain is not None:
             return self.mercato.domain
         return (self.metadata or {}).get(METADATA_DOMAIN, "default")
 
@@ -81,12 +81,61 @@ class ChatCompletionRequest(BaseModel):
 
     @property
     def token_limit(self) -> int | None:
+        """The reply's token budget."""
+        return self.max_tokens
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether a stream ends with a usage chunk."""
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+class ChatCompletionRequest(GenerationRequest):
+    """``POST /v1/chat/completions``."""
+
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+    @property
+    def token_limit(self) -> int | None:
         """``max_completion_tokens`` (the newer name) or ``max_tokens``."""
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
+class CompletionRequest(GenerationRequest):
+    """``POST /v1/completions``: one prompt, a string or a list holding one string."""
+
+    prompt: str | list[str]
+
+    @property
+    def text(self) -> str:
+        """The prompt's text; ApiError when the list does not hold exactly one prompt."""
+        if isinstance(self.prompt, str):
+            return self.prompt
+        if len(self.prompt) != 1:
+            raise ApiError(f"the simulated engine takes one prompt per request, got {len(self.prompt)}")
+        return self.prompt[0]
+
+
+TokenId = Annotated[int, Field(ge=0, lt=2**31)]  # the simulated tokenizer's ids are 31-bit
+
+
+class EmbeddingRequest(BaseModel):
+    """``POST /v1/embeddings``: texts or token-id arrays."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    input: str | list[str] | list[TokenId] | list[list[TokenId]]
+    encoding_format: Literal["float", "base64"] | None = None  # None: float
+
+
 def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
-    """Decode and validate a request body; ApiError (400) says what is wrong."""
+    """Decode and validate a chat request body (see :func:`parse_body`)."""
+    return parse_body(raw, ChatCompletionRequest)
+
+
+def parse_body(raw: bytes, model: type[RequestT]) -> RequestT:
+    """Decode and validate a request body as ``model``; ApiError (400) says what is wrong."""
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -94,12 +143,12 @@ def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
     if not isinstance(data, dict):
         raise ApiError("The request body must be a JSON object")
     try:
-        request = ChatCompletionRequest.model_validate(data)
+        request = model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:3])
         raise ApiError(f"Invalid request: {problems}") from None
-    if request.n != 1:
+    if isinstance(request, GenerationRequest) and request.n not in (None, 1):
         raise ApiError(f"n must be 1 for the simulated engine, got {request.n}")
     return request
 
@@ -130,6 +179,21 @@ def completion_body(result: EngineResult, response_id: str, model: str, created:
             "usage": usage(result)}
 
 
+def text_completion_body(result: EngineResult, response_id: str, model: str, created: int,
+                         fingerprint: str | None = None) -> dict[str, Any]:
+    """A non-streaming ``text_completion`` object (``/v1/completions``)."""
+    choice = {"index": 0, "text": result.text, "logprobs": None, "finish_reason": result.finish_reason}
+    return {**_envelope("text_completion", response_id, model, created, fingerprint), "choices": [choice],
+            "usage": usage(result)}
+
+
+def text_chunk_body(response_id: str, model: str, created: int, text: str,
+                    finish_reason: str | None = None, fingerprint: str | None = None) -> dict[str, Any]:
+    """One streamed ``text_completion`` event with a single choice."""
+    choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+    return {**_envelope("text_completion", response_id, model, created, fingerprint), "choices": [choice]}
+
+
 def chunk_body(response_id: str, model: str, created: int, delta: dict[str, Any],
                finish_reason: str | None = None, fingerprint: str | None = None) -> dict[str, Any]:
     """One ``chat.completion.chunk`` with a single choice."""
@@ -139,10 +203,10 @@ def chunk_body(response_id: str, model: str, created: int, delta: dict[str, Any]
 
 
 def usage_chunk_body(result: EngineResult, response_id: str, model: str, created: int,
-                     fingerprint: str | None = None) -> dict[str, Any]:
+                     fingerprint: str | None = None, kind: str = "chat.completion.chunk") -> dict[str, Any]:
     """The final chunk sent with ``stream_options.include_usage``: no choices, only usage."""
-    return {**_envelope("chat.completion.chunk", response_id, model, created, fingerprint), "choices": [],
-            "usage": usage(result)}
+    envelope = _envelope(kind, response_id, model, created, fingerprint)
+    return {**envelope, "choices": [], "usage": usage(result)}
 
 
 def sse(data: dict[str, Any] | str) -> str:

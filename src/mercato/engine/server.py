@@ -1,11 +1,13 @@
 """The simulated engine as an OpenAI-compatible HTTP server (what ``mercato engine serve`` runs).
 
 ``create_app(core, model_name)`` wraps one :class:`EngineCore` in a FastAPI app with vLLM's
-endpoints: ``POST /v1/chat/completions`` (streaming and not), ``GET /v1/models``, ``/health``,
+endpoints: ``POST /v1/chat/completions`` and ``/v1/completions`` (streaming and not),
+``POST /v1/embeddings`` (:mod:`mercato.engine.embeddings`), ``GET /v1/models``, ``/health``,
 ``/metrics`` and ``POST /reset_prefix_cache`` (vLLM's dev-mode route). Streaming sends the role
-chunk and the first content at the simulated TTFT, then the rest of the reply as the simulated
-decode produces it, then the finish chunk, the usage chunk when ``stream_options.include_usage``
-is set, and ``[DONE]``.
+chunk (chat only) and the first content at the simulated TTFT, then the rest of the reply as the
+simulated decode produces it, then the finish chunk, the usage chunk when
+``stream_options.include_usage`` is set, and ``[DONE]``. A completion's prompt is generated from
+as it is, without the chat template, through the same simulated engine.
 
 Draws are keyed by the ``X-Request-Id`` header when the client sends one, otherwise by a digest
 of the prompt, so the same prompt gets the same reply (like a model at temperature 0).
@@ -21,7 +23,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -29,16 +30,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.types import ASGIApp
 
 from mercato.engine.chat import render_chat
-from mercato.engine.core import EngineCore, EngineRequest
+from mercato.engine.core import EngineCore, EngineRequest, EngineResult
+from mercato.engine.embeddings import embeddings_body, input_ids
 from mercato.engine.kv_publisher import KVEventPublisher
 from mercato.engine.metrics import EngineCollector
 from mercato.engine.protocol import (
     ApiError,
-    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    GenerationRequest,
     chunk_body,
     completion_body,
+    parse_body,
     parse_chat_request,
     sse,
+    text_chunk_body,
+    text_completion_body,
     usage_chunk_body,
 )
 from mercato.engine.realtime import RealtimeEngine, Ticket
@@ -101,35 +108,56 @@ def create_app(core: EngineCore, model_name: str, speed: float = 1.0, instance: 
             kv_publisher.flush()
         return Response(status_code=200)
 
+    def check_model(name: str | None) -> None:
+        if name is not None and name != model_name:
+            raise ApiError(f"The model `{name}` does not exist.", 404, "NotFoundError")
+
+    async def generate(body: GenerationRequest, prompt: str, env: _Envelope,
+                       client_id: str | None) -> JSONResponse | StreamingResponse:
+        """Run one generation and answer it whole or as a stream, in ``env``'s object kind."""
+        check_model(body.model)
+        try:
+            ticket = engine.submit(_engine_request(body, prompt, env.response_id, client_id))
+        except ValueError as exc:
+            raise ApiError(str(exc)) from None
+        if not body.stream:
+            result = await ticket.done
+            whole = completion_body if env.chat else text_completion_body
+            return JSONResponse(whole(result, env.response_id, model_name, env.created, instance))
+        events = _stream(engine, ticket, env, body.include_usage, interval)
+        return StreamingResponse(events, media_type="text/event-stream")
+
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
         body = parse_chat_request(await request.body())
-        if body.model is not None and body.model != model_name:
-            raise ApiError(f"The model `{body.model}` does not exist.", 404, "NotFoundError")
-        response_id = f"chatcmpl-{uuid.uuid4().hex}"
-        engine_request = _engine_request(body, response_id, request.headers.get("x-request-id"))
         try:
-            ticket = engine.submit(engine_request)
+            prompt = render_chat(body.messages)
         except ValueError as exc:
             raise ApiError(str(exc)) from None
-        now = int(time.time())
-        if not body.stream:
-            result = await ticket.done
-            return JSONResponse(completion_body(result, response_id, model_name, now, instance))
-        include_usage = body.stream_options is not None and body.stream_options.include_usage
-        events = _stream(engine, ticket, _Envelope(response_id, model_name, now, instance), include_usage,
-                         interval)
-        return StreamingResponse(events, media_type="text/event-stream")
+        env = _Envelope(f"chatcmpl-{uuid.uuid4().hex}", model_name, int(time.time()), instance, chat=True)
+        return await generate(body, prompt, env, request.headers.get("x-request-id"))
+
+    @app.post("/v1/completions", response_model=None)
+    async def completions(request: Request) -> JSONResponse | StreamingResponse:
+        body = parse_body(await request.body(), CompletionRequest)
+        env = _Envelope(f"cmpl-{uuid.uuid4().hex}", model_name, int(time.time()), instance, chat=False)
+        return await generate(body, body.text, env, request.headers.get("x-request-id"))
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> JSONResponse:
+        body = parse_body(await request.body(), EmbeddingRequest)
+        check_model(body.model)
+        inputs = input_ids(body.input)
+        if not inputs or any(not 0 < len(ids) <= core.max_model_len for ids in inputs):
+            raise ApiError(f"each input must hold 1 to {core.max_model_len} tokens (the model's context)")
+        return JSONResponse(embeddings_body(inputs, model_name, body.encoding_format))
 
     return app
 
 
-def _engine_request(body: ChatCompletionRequest, request_id: str, client_id: str | None) -> EngineRequest:
-    """Render the messages and read the ``mercato`` extension; ApiError (400) on bad input."""
-    try:
-        prompt = render_chat(body.messages)
-    except ValueError as exc:
-        raise ApiError(str(exc)) from None
+def _engine_request(body: GenerationRequest, prompt: str, request_id: str,
+                    client_id: str | None) -> EngineRequest:
+    """The engine's request: the prompt, the reply budget and the ``mercato`` extension's tags."""
     return EngineRequest(
         request_id=request_id,
         prompt=prompt,
@@ -142,37 +170,48 @@ def _engine_request(body: ChatCompletionRequest, request_id: str, client_id: str
 
 @dataclass(frozen=True)
 class _Envelope:
-    """What every chunk of one response repeats."""
+    """What every chunk of one response repeats; ``chat`` chunks, else ``text_completion`` ones."""
 
     response_id: str
     model: str
     created: int
     instance: str | None
+    chat: bool
 
-    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> str:
-        """One content chunk as an SSE event."""
+    def chunk(self, text: str | None, finish_reason: str | None = None) -> str:
+        """One content chunk as an SSE event (None: the chat role chunk)."""
+        if not self.chat:
+            return sse(text_chunk_body(self.response_id, self.model, self.created, text or "",
+                                       finish_reason, self.instance))
+        delta = {"role": "assistant", "content": ""} if text is None else {"content": text} if text else {}
         body = chunk_body(self.response_id, self.model, self.created, delta, finish_reason, self.instance)
         return sse(body)
+
+    def usage(self, result: EngineResult) -> str:
+        """The usage chunk as an SSE event."""
+        kind = "chat.completion.chunk" if self.chat else "text_completion"
+        return sse(usage_chunk_body(result, self.response_id, self.model, self.created, self.instance, kind))
 
 
 async def _stream(engine: RealtimeEngine, ticket: Ticket, env: _Envelope, include_usage: bool,
                   interval: float) -> AsyncIterator[str]:
     """Server-sent events for one request, paced by the simulated first token and decode."""
     await ticket.first_token
-    yield env.chunk({"role": "assistant", "content": ""})
+    if env.chat:
+        yield env.chunk(None)
     sent = 0
     while not ticket.done.done():
         text = engine.partial_text(ticket.request_id)
         if len(text) > sent:
-            yield env.chunk({"content": text[sent:]})
+            yield env.chunk(text[sent:])
             sent = len(text)
         await asyncio.wait({ticket.done}, timeout=interval)
     result = ticket.done.result()
     if len(result.text) > sent:
-        yield env.chunk({"content": result.text[sent:]})
-    yield env.chunk({}, result.finish_reason)
+        yield env.chunk(result.text[sent:])
+    yield env.chunk("", result.finish_reason)
     if include_usage:
-        yield sse(usage_chunk_body(result, env.response_id, env.model, env.created, env.instance))
+        yield env.usage(result)
     yield sse("[DONE]")
 
 

@@ -48,7 +48,7 @@ from yarl import URL
 from mercato.gateway.live.backoff import Backoff
 from mercato.gateway.live.config import BackendConfig, GatewayConfig
 from mercato.gateway.live.errors import APIError
-from mercato.gateway.live.wire import ChatAccumulator, ChatRequest, backend_body
+from mercato.gateway.live.wire import CHAT, COMPLETIONS, EMBEDDINGS, Accumulator, ClientRequest, backend_body
 
 # Statuses that are the client's fault: passed back, neither retried nor failed over.
 CLIENT_FAULT = frozenset({400, 413, 422})
@@ -113,7 +113,7 @@ class Backend:
     config: BackendConfig
     breaker: CircuitBreaker
     api_key: str | None
-    chat_url: URL
+    endpoints: dict[str, URL]  # routed endpoint kind (wire.CHAT, ...) -> its URL
     models_url: URL
     session: aiohttp.ClientSession | None = None
     in_flight: int = 0
@@ -162,7 +162,8 @@ class BackendPool:
         cb = config.circuit_breaker
         self.backends: dict[str, Backend] = {
             b.name: Backend(b, CircuitBreaker(cb.failure_threshold, cb.cooldown_s), b.resolved_api_key(),
-                            URL(f"{b.url}/chat/completions"), URL(f"{b.url}/models"))
+                            {kind: URL(f"{b.url}/{kind}") for kind in (CHAT, COMPLETIONS, EMBEDDINGS)},
+                            URL(f"{b.url}/models"))
             for b in config.backends
         }
 
@@ -261,7 +262,7 @@ class Forwarding:
     """
 
     pool: BackendPool
-    chat: ChatRequest
+    request: ClientRequest
     ranking: list[str]
     request_id: str
     restartable: bool
@@ -273,7 +274,10 @@ class Forwarding:
     latency_s: float | None = None
     failed_over_to: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    result: ChatAccumulator = field(default_factory=ChatAccumulator)
+    result: Accumulator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.result = self.request.accumulator()
 
     @property
     def failovers(self) -> int:
@@ -316,11 +320,11 @@ class Forwarding:
 
     async def _serve(self, backend: Backend) -> AsyncIterator[list[tuple[bytes, dict[str, Any]]]]:
         cfg = backend.config
-        body = backend_body(self.chat, cfg.model, cfg.forward_extension)
+        body = backend_body(self.request, cfg.model, cfg.forward_extension)
         start = time.perf_counter()
         response = await self._open(backend, body)
         self.served = backend.name  # streaming from it now; None again if it fails
-        self.result = ChatAccumulator()
+        self.result = self.request.accumulator()
         self.ttft_s = self.first_token_at = None
         backend.in_flight += 1
         done = False
@@ -329,6 +333,10 @@ class Forwarding:
             # connection back to the pool, an abandoned one closes it. Whatever bytes have arrived
             # are split into lines here: one await per network read, not one per SSE line.
             tail = b""
+            if response.content_type == "application/json":  # one answer, not a stream (embeddings)
+                data = await response.read()
+                yield [(data, self._parse(data, start))]
+                done = True
             async for received in response.content.iter_any():
                 *lines, tail = (tail + received).split(b"\n")
                 events = []
@@ -387,7 +395,7 @@ class Forwarding:
                 await asyncio.sleep(wait)
             retry_after = None
             try:
-                response = await backend.http.post(backend.chat_url, data=body,
+                response = await backend.http.post(backend.endpoints[self.request.kind], data=body,
                                                    headers=backend.headers(self.request_id))
             except aiohttp.ConnectionTimeoutError:
                 self.pool.record_failure(backend)
@@ -418,10 +426,17 @@ class Forwarding:
 
 
 def _client_fault(status: int, detail: str) -> APIError:
-    """The backend's own OpenAI-style error when it sent one, else a generic one."""
+    """The backend's own error when it sent one, else a generic one.
+
+    OpenAI nests it (``{"error": {...}}``), vLLM does not (``{"object": "error", "message", ...,
+    "code": 400}``); a ``param`` or ``code`` that is not a string is left out, as OpenAI's are strings.
+    """
     try:
-        error = json.loads(detail)["error"]
-        return APIError(status, str(error.get("message") or detail), param=error.get("param"),
-                        code=error.get("code"))
+        body = json.loads(detail)
+        error = body.get("error", body)
+        message = error["message"]
     except (ValueError, KeyError, TypeError, AttributeError):
         return APIError(status, f"the backend rejected the request: {detail[:300]}")
+    param, code = error.get("param"), error.get("code")
+    return APIError(status, str(message), param=param if isinstance(param, str) else None,
+                    code=code if isinstance(code, str) else None)

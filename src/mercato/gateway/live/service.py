@@ -1,11 +1,11 @@
 """The gateway's request service, free of any web framework.
 
-One chat request walks: authenticate (optional per-buyer keys) -> read a bounded body ->
-validate -> buyer report and session -> micro-batcher (the Router allocates the batch) ->
-forward along the ranking with failover (:class:`~mercato.gateway.core.lifecycle.Dispatch`
-keeps the router's counts right) -> answer -> settle (the Router learns and prices) -> persist
-(the ledger record is committed before the response ends). :mod:`mercato.gateway.live.app` maps
-these steps onto HTTP.
+One request (chat completion, completion or embedding) walks: authenticate (optional per-buyer
+keys) -> read a bounded body -> validate -> buyer report and session -> micro-batcher (the Router
+allocates the batch) -> forward along the ranking with failover
+(:class:`~mercato.gateway.core.lifecycle.Dispatch` keeps the router's counts right) -> answer ->
+settle (the Router learns and prices) -> persist (the ledger record is committed before the
+response ends). :mod:`mercato.gateway.live.app` maps these steps onto HTTP.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import orjson
 from mercato.engine.tokenizer import count_tokens
 from mercato.gateway.core.lifecycle import Dispatch
 from mercato.gateway.core.types import (
+    AUTO_MODEL,
     AccountingStore,
     Decision,
     LedgerRecord,
@@ -43,10 +44,11 @@ from mercato.gateway.live.metrics import GatewayMetrics
 from mercato.gateway.live.outcomes import Outcome
 from mercato.gateway.live.reporter import OutcomeReporter
 from mercato.gateway.live.wire import (
-    AUTO_MODEL,
-    ChatRequest,
+    CHAT,
+    COMPLETIONS,
+    ClientRequest,
     buyer_report,
-    parse_chat_request,
+    parse_request,
     session_of,
     tracing,
     usage_object,
@@ -60,6 +62,8 @@ CLIENT_CLOSED = 499  # the status logged for a request whose client left first (
 # one least-squares solve and tree compilation per pass instead of per request.
 LEARN_INTERVAL_S = 0.02
 T = TypeVar("T")
+# OpenAI's id prefixes of the response objects (embeddings answers have no id)
+_ID_PREFIX = {CHAT: "chatcmpl", COMPLETIONS: "cmpl"}
 
 
 def _key_digest(key: str) -> bytes:
@@ -211,20 +215,23 @@ class Gateway:
             parts.append(part)
         return b"".join(parts)
 
-    def route_request(self, headers: Mapping[str, str], chat: ChatRequest, buyer: str | None) -> RouteRequest:
+    def route_request(self, headers: Mapping[str, str], request: ClientRequest,
+                      buyer: str | None) -> RouteRequest:
         """The Router's view of a validated request."""
-        if chat.model != AUTO_MODEL and chat.model not in self.models:
-            raise APIError(404, f"model {chat.model!r} is not served here; choose one of "
+        if request.model != AUTO_MODEL and request.model not in self.models:
+            raise APIError(404, f"model {request.model!r} is not served here; choose one of "
                            f"{', '.join([AUTO_MODEL, *self.models])}", param="model", code="model_not_found")
-        report = buyer_report(chat.extension, headers, self.config.buyer_defaults)
+        report = buyer_report(request.extension, headers, self.config.buyer_defaults)
         trace = tracing(headers)
-        session, turn = session_of(chat, trace)
+        session, turn = session_of(request, trace)
+        prompt_tokens = (request.token_count if request.token_count is not None
+                         else count_tokens(request.prompt))
         return RouteRequest(
-            request_id=uuid.uuid4().hex, prompt=chat.prompt, prompt_tokens=count_tokens(chat.prompt),
-            max_tokens=chat.max_tokens or self.config.buyer_defaults.max_tokens, session_id=session,
-            turn=turn, domain=chat.domain, source=trace.source, buyer=buyer or chat.user or ANONYMOUS,
-            report=report, arrival=time.time(), stream=chat.stream, model=chat.model,
-            gold_answer=chat.gold_answer)
+            request_id=uuid.uuid4().hex, prompt=request.prompt, prompt_tokens=prompt_tokens,
+            max_tokens=request.max_tokens or self.config.buyer_defaults.max_tokens, session_id=session,
+            turn=turn, domain=request.domain, source=trace.source,
+            buyer=buyer or request.user or ANONYMOUS, report=report, arrival=time.time(),
+            stream=request.stream, model=request.model, gold_answer=request.gold_answer)
 
     async def decide(self, req: RouteRequest) -> Dispatch:
         """Wait for the request's micro-batch to be allocated; 429 when the queue is full."""
@@ -244,14 +251,25 @@ class Gateway:
             raise
         if not dispatch.ranking:
             dispatch.fail("no eligible backend")
+            deadline = req.report.deadline_ms
+            if deadline is not None and self._serves(req):
+                # Healthy backends exist and the deadline ruled them all out: the same request would
+                # fail again, so this is the client's to change (4xx, which clients do not retry).
+                raise APIError(422, f"no backend is predicted to answer within the deadline of {deadline:g} "
+                               "ms; raise mercato.deadline_ms (or X-Mercato-Deadline-Ms) or drop it",
+                               param="mercato.deadline_ms", code="deadline_infeasible")
             raise APIError(503, "no healthy backend can serve this request (model, health and deadline "
                            "considered)", code="no_eligible_backend", headers={"retry-after": "1"})
         return dispatch
 
-    def forwarding(self, dispatch: Dispatch, chat: ChatRequest) -> Forwarding:
+    def _serves(self, req: RouteRequest) -> bool:
+        """True when a healthy backend serves the request's model."""
+        return any(req.any_model or self.pool[name].config.model == req.model for name in self.pool.healthy())
+
+    def forwarding(self, dispatch: Dispatch, request: ClientRequest) -> Forwarding:
         """A forwarding that keeps the router's in-flight counts right across failover."""
-        return Forwarding(self.pool, chat, dispatch.ranking, dispatch.request.request_id,
-                          restartable=not chat.stream, on_attempt=dispatch.attempt,
+        return Forwarding(self.pool, request, dispatch.ranking, dispatch.request.request_id,
+                          restartable=not request.stream, on_attempt=dispatch.attempt,
                           on_abandon=dispatch.abandon)
 
     def settle(self, dispatch: Dispatch, fw: Forwarding, error: str | None) -> LedgerRecord | None:
@@ -283,13 +301,17 @@ class Gateway:
     def observe(self, status: int, t0: float, *, stream: bool = False, buyer: str | None = None,
                 dispatch: Dispatch | None = None, fw: Forwarding | None = None,
                 record: LedgerRecord | None = None, error: APIError | None = None,
-                endpoint: str = "chat.completions") -> None:
+                kind: str | None = None) -> None:
         """Report one finished request, once, whatever its outcome, to the metrics and the access
         log (both updated in a later pass: this only records what is known now).
 
-        ``t0``: its receipt (``perf_counter``); ``buyer``: who sent it, when known before routing.
+        ``t0``: its receipt (``perf_counter``); ``buyer``: who sent it, when known before routing;
+        ``kind``: the endpoint when ``fw`` does not tell it (logged as ``chat.completions``,
+        ``completions`` or ``embeddings``).
         """
-        outcome = Outcome(status, t0, time.perf_counter(), time.time(), endpoint, stream, buyer=buyer)
+        kind = kind or (fw.request.kind if fw is not None else CHAT)
+        outcome = Outcome(status, t0, time.perf_counter(), time.time(), kind.replace("/", "."), stream,
+                          buyer=buyer)
         if dispatch is not None:
             req = dispatch.request
             outcome.request_id, outcome.buyer, outcome.model = req.request_id, req.buyer, req.model
@@ -341,57 +363,57 @@ async def _guarded(gw: Gateway, dispatch: Dispatch, fw: Forwarding, step: Awaita
         return await step
     except APIError as err:
         gw.settle(dispatch, fw, err.message)
-        gw.observe(err.status, t0, stream=fw.chat.stream, dispatch=dispatch, fw=fw, error=err)
+        gw.observe(err.status, t0, stream=fw.request.stream, dispatch=dispatch, fw=fw, error=err)
         raise
     except BaseException:
         gw.settle(dispatch, fw, "client went away")
-        gw.observe(CLIENT_CLOSED, t0, stream=fw.chat.stream, dispatch=dispatch, fw=fw)
+        gw.observe(CLIENT_CLOSED, t0, stream=fw.request.stream, dispatch=dispatch, fw=fw)
         raise
 
 
-async def admit(gw: Gateway, headers: Mapping[str, str], body: AsyncIterator[bytes],
-                t0: float) -> tuple[ChatRequest, Dispatch]:
-    """Authenticate, read and validate a chat request, and wait for its routing decision."""
+async def admit(gw: Gateway, kind: str, headers: Mapping[str, str], body: AsyncIterator[bytes],
+                t0: float) -> tuple[ClientRequest, Dispatch]:
+    """Authenticate, read and validate a request to endpoint ``kind``, and wait for its routing."""
     buyer = None
     try:
         buyer = gw.authenticate(headers)
-        chat = parse_chat_request(await gw.read_body(headers, body))
-        req = gw.route_request(headers, chat, buyer)
-        return chat, await gw.decide(req)
+        request = parse_request(kind, await gw.read_body(headers, body))
+        req = gw.route_request(headers, request, buyer)
+        return request, await gw.decide(req)
     except APIError as err:
-        gw.observe(err.status, t0, buyer=buyer, error=err)
+        gw.observe(err.status, t0, buyer=buyer, error=err, kind=kind)
         raise
 
 
-async def complete(gw: Gateway, chat: ChatRequest, dispatch: Dispatch,
+async def complete(gw: Gateway, request: ClientRequest, dispatch: Dispatch,
                    t0: float) -> tuple[dict[str, Any], dict[str, str]]:
-    """Serve a non-streaming client: the rebuilt ``chat.completion`` object and response headers."""
-    fw = gw.forwarding(dispatch, chat)
+    """Serve a non-streaming client: the rebuilt response object and response headers."""
+    fw = gw.forwarding(dispatch, request)
     await _guarded(gw, dispatch, fw, fw.complete(), t0)
     record = gw.settle(dispatch, fw, None)
     await gw.persist(record)
-    body = fw.result.completion(f"chatcmpl-{dispatch.request.request_id}",
-                                usage_object(*token_counts(dispatch.request, fw)))
+    response_id = f"{_ID_PREFIX.get(request.kind, request.kind)}-{dispatch.request.request_id}"
+    body = fw.result.response(response_id, usage_object(*token_counts(dispatch.request, fw)))
     body["mercato"] = billing(record, fw)
     gw.observe(200, t0, dispatch=dispatch, fw=fw, record=record)
     return body, response_headers(dispatch, fw, gw.policy)
 
 
-async def stream(gw: Gateway, chat: ChatRequest, dispatch: Dispatch,
+async def stream(gw: Gateway, request: ClientRequest, dispatch: Dispatch,
                  t0: float) -> tuple[AsyncIterator[bytes], dict[str, str]]:
     """Serve a streaming client: the SSE byte stream and response headers.
 
     Waits for the first chunk before answering: until then failover is invisible to the client
     and a request no backend could serve still gets a proper HTTP error status.
     """
-    fw = gw.forwarding(dispatch, chat)
+    fw = gw.forwarding(dispatch, request)
     chunks = fw.chunks()
     first = await _guarded(gw, dispatch, fw, anext(chunks, None), t0)
 
     def frames(events: list[tuple[bytes, dict[str, Any]]]) -> bytes:
         """The SSE bytes of one read's events, without the usage chunk the client did not ask for."""
         return b"".join(b"data: " + data + b"\n\n" for data, chunk in events
-                        if chat.include_usage or not (chunk.get("usage") and not chunk.get("choices")))
+                        if request.include_usage or not (chunk.get("usage") and not chunk.get("choices")))
 
     async def body() -> AsyncIterator[bytes]:
         settled = False

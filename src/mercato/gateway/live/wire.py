@@ -1,62 +1,99 @@
-"""The OpenAI chat-completions wire format as the gateway speaks it.
+"""The OpenAI wire format as the gateway speaks it, for chat completions, completions and embeddings.
 
-Three jobs, kept apart from the HTTP plumbing so they are testable on plain data:
+Four jobs, kept apart from the HTTP plumbing so they are testable on plain data:
 
-- :func:`parse_chat_request` validates a client's body and names the first bad parameter;
+- :func:`parse_request` validates a client's body with the models of
+  :mod:`mercato.gateway.live.openai_api` (the published schema) and names the first bad parameter;
 - :func:`buyer_report` and :func:`tracing` read the buyer's report (``mercato`` body extension
   first, then ``X-Mercato-Bid / -Delta / -Deadline-Ms`` headers, then config defaults) and the
   session-tracing headers (``X-Mercato-*``, with the IEMAS ``X-IEMAS-*`` spellings as aliases);
-- :class:`ChatAccumulator` merges the backend's stream chunks, which gives the text the router
-  learns from and the standard ``chat.completion`` object rebuilt for non-streaming clients.
+- :func:`backend_body` is what a backend receives: the client's body with the backend's model
+  name, forced streaming (generation endpoints) and without the buyer's private report;
+- the accumulators merge what the backend sends back (stream chunks, or one embeddings object),
+  which gives the text the router learns from and the response rebuilt for the client.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
+from pydantic import BaseModel, ValidationError
 
 from mercato.engine.chat import render_chat
-from mercato.gateway.core.types import AUTO_MODEL, BuyerReport
+from mercato.gateway.core.types import BuyerReport
 from mercato.gateway.live.config import BuyerDefaults
 from mercato.gateway.live.errors import bad_request
+from mercato.gateway.live.openai_api import (
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionRequest,
+    EmbeddingRequest,
+    MercatoExtension,
+    StreamOptions,
+    TextPart,
+)
 
+# The routed endpoints, named by their path under a backend's /v1.
+CHAT = "chat/completions"
+COMPLETIONS = "completions"
+EMBEDDINGS = "embeddings"
 # Keys of the ``mercato`` extension that are the buyer's private report: never sent to sellers.
 REPORT_KEYS = ("bid", "delta", "deadline_ms")
 _REPORT_HEADERS = {"bid": "x-mercato-bid", "delta": "x-mercato-delta",
                    "deadline_ms": "x-mercato-deadline-ms"}
+# Without tracing headers, a completion or embedding's session is its prompt's first characters:
+# requests that share this head (a system prompt, a few-shot preamble) share cached prefixes.
+SESSION_HEAD_CHARS = 256
+_MODELS: dict[str, type[ChatCompletionRequest | CompletionRequest | EmbeddingRequest]] = {
+    CHAT: ChatCompletionRequest, COMPLETIONS: CompletionRequest, EMBEDDINGS: EmbeddingRequest}
+# every field name of the request schemas: what an error's location may name as its parameter
+_FIELDS = frozenset([*(name for model in (*_MODELS.values(), MercatoExtension, StreamOptions)
+                      for name in model.model_fields),
+                     *ChatMessage.__annotations__, *TextPart.__annotations__])
+_NO_EXTENSION = MercatoExtension()  # shared by requests without one (never modified)
 
 
 @dataclass
-class ChatRequest:
-    """A validated client request; ``body`` is the client's JSON object as sent."""
+class ClientRequest:
+    """A validated client request to one of the routed endpoints (``kind``).
 
+    ``body`` is the client's JSON object as sent, ``prompt`` the text the router and its prefix
+    ledger see (the rendered messages for chat), ``token_count`` the prompt's length when the
+    client sent token ids rather than text.
+    """
+
+    kind: str
     body: dict[str, Any]
     model: str
-    messages: list[dict[str, Any]]
     prompt: str
     stream: bool
     include_usage: bool
     max_tokens: int | None
     user: str | None
-    extension: dict[str, Any]
+    extension: MercatoExtension
+    messages: list[dict[str, Any]] | None = None
+    token_count: int | None = None
 
     @property
     def domain(self) -> str | None:
         """Workload domain from the extension (simulated engines use it for answer quality)."""
-        value = self.extension.get("domain")
-        return value if isinstance(value, str) else None
+        return self.extension.domain
 
     @property
     def gold_answer(self) -> str | None:
         """Reference answer from the extension, when the buyer shares it (demo, experiments)."""
-        value = self.extension.get("gold_answer")
-        return value if isinstance(value, str) else None
+        return self.extension.gold_answer
+
+    def accumulator(self) -> Accumulator:
+        """A fresh accumulator for what a backend answers to this request."""
+        if self.kind == CHAT:
+            return ChatAccumulator()
+        return TextAccumulator() if self.kind == COMPLETIONS else EmbeddingAccumulator()
 
 
 @dataclass(frozen=True)
@@ -69,115 +106,82 @@ class Trace:
     source: str | None
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _invalid(err: ValidationError) -> Exception:
+    """The first validation error as a 400 naming the parameter (``messages``, ``mercato.bid``)."""
+    first = err.errors(include_url=False)[0]
+    # the location without union members' tags; the parameter is its field names up to the first index
+    loc = [p for p in first["loc"] if isinstance(p, int) or p in _FIELDS]
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    ints = [i for i, p in enumerate(loc) if isinstance(p, int)]
+    names = [str(p) for p in loc[: ints[0] if ints else len(loc)]]
+    kind = first["type"]
+    code = ("missing_required_parameter" if kind == "missing"
+            else "invalid_type" if kind.endswith("_type") else "invalid_value")
+    message = (f"'{where}' is required" if kind == "missing"
+               else f"'{where or 'body'}': {first['msg']}, got {first['input']!r:.80}")
+    return bad_request(message, ".".join(names) or None, code)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def _validated(model: type[BaseModel], body: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(body)
+    except ValidationError as err:
+        raise _invalid(err) from None
 
 
-def _optional_positive_int(body: Mapping[str, Any], key: str) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not _is_int(value) or value < 1:
-        raise bad_request(f"'{key}' must be an integer >= 1, got {value!r}", key)
-    return int(value)
-
-
-def parse_chat_request(raw: bytes) -> ChatRequest:
-    """Validate a ``/v1/chat/completions`` body; raises :class:`APIError` (400) naming the field."""
+def parse_request(kind: str, raw: bytes) -> ClientRequest:
+    """Validate a body for endpoint ``kind``; raises :class:`APIError` (400) naming the field."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as err:
         raise bad_request(f"the request body is not valid JSON: {err}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object", code="invalid_json")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise bad_request("'model' is required and must be a non-empty string "
-                          f"(use '{AUTO_MODEL}' to let the gateway choose)", "model",
-                          code="missing_required_parameter" if model is None else "invalid_type")
-    messages = body.get("messages")
-    if messages is None:
-        raise bad_request("'messages' is required", "messages", code="missing_required_parameter")
-    if not isinstance(messages, list) or not messages:
-        raise bad_request("'messages' must be a non-empty list of message objects", "messages")
-    try:
-        prompt = render_chat(messages)
-    except ValueError as err:
-        raise bad_request(str(err), "messages") from None
-    stream = body.get("stream", False)
-    if stream is None:
-        stream = False
-    if not isinstance(stream, bool):
-        raise bad_request(f"'stream' must be a boolean, got {stream!r}", "stream", code="invalid_type")
-    options = body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        raise bad_request("'stream_options' must be an object", "stream_options", code="invalid_type")
-    include_usage = (options or {}).get("include_usage", False)
-    if not isinstance(include_usage, bool):
-        raise bad_request("'stream_options.include_usage' must be a boolean",
-                          "stream_options.include_usage", code="invalid_type")
-    completion_cap = _optional_positive_int(body, "max_completion_tokens")
-    legacy_cap = _optional_positive_int(body, "max_tokens")
-    max_tokens = completion_cap if completion_cap is not None else legacy_cap
-    n = body.get("n")
-    if n is not None and not (_is_int(n) and n == 1):
-        raise bad_request("the gateway serves one choice per request; 'n' must be 1", "n")
-    user = body.get("user")
-    if user is not None and not isinstance(user, str):
-        raise bad_request("'user' must be a string", "user", code="invalid_type")
-    extension = body.get("mercato")
-    if extension is None:
-        extension = {}
-    if not isinstance(extension, dict):
-        raise bad_request("'mercato' must be an object such as {\"bid\": 1.0, \"delta\": 0.5}",
-                          "mercato", code="invalid_type")
-    for key in ("domain", "gold_answer"):
-        if extension.get(key) is not None and not isinstance(extension[key], str):
-            raise bad_request(f"'mercato.{key}' must be a string", f"mercato.{key}", code="invalid_type")
-    return ChatRequest(body, model, messages, prompt, stream, include_usage, max_tokens, user, extension)
+    request = _validated(_MODELS[kind], body)
+    extension = request.mercato or _NO_EXTENSION
+    if isinstance(request, EmbeddingRequest):
+        texts = request.input
+        if isinstance(texts, str) or (texts and isinstance(texts[0], str)):
+            prompt, count = "\n".join([texts] if isinstance(texts, str) else texts), None
+        else:
+            ids = [texts] if isinstance(texts[0], int) else texts
+            prompt, count = " ".join(str(i) for row in ids for i in row), sum(len(row) for row in ids)
+        # an embedding generates nothing: one token of reply budget for the router's cost model
+        return ClientRequest(kind, body, request.model, prompt, False, False, 1, request.user,
+                             extension, token_count=count)
+    include_usage = request.stream_options is not None and request.stream_options.include_usage
+    stream = bool(request.stream)
+    if isinstance(request, CompletionRequest):
+        prompt = request.prompt if isinstance(request.prompt, str) else request.prompt[0]
+        return ClientRequest(kind, body, request.model, prompt, stream, include_usage, request.max_tokens,
+                             request.user, extension)
+    cap = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
+    messages = body["messages"]
+    return ClientRequest(kind, body, request.model, render_chat(messages), stream, include_usage, cap,
+                         request.user, extension, messages)
 
 
-def _report_value(extension: Mapping[str, Any], headers: Mapping[str, str], key: str) -> float | None:
-    """One report entry: body extension first, then header; None when neither gives it."""
-    if key in extension and extension[key] is not None:
-        value = extension[key]
-        if not _is_number(value):
-            raise bad_request(f"'mercato.{key}' must be a finite number, got {value!r}",
-                              f"mercato.{key}", code="invalid_type")
-        return float(value)
-    header = headers.get(_REPORT_HEADERS[key])
-    if header is None or not header.strip():
-        return None
-    try:
-        value = float(header)
-    except ValueError:
-        raise bad_request(f"header {_REPORT_HEADERS[key]} must be a number, got {header!r}",
-                          _REPORT_HEADERS[key], code="invalid_type") from None
-    if not math.isfinite(value):
-        raise bad_request(f"header {_REPORT_HEADERS[key]} must be finite", _REPORT_HEADERS[key])
-    return value
-
-
-def buyer_report(extension: Mapping[str, Any], headers: Mapping[str, str],
+def buyer_report(extension: MercatoExtension, headers: Mapping[str, str],
                  defaults: BuyerDefaults) -> BuyerReport:
-    """The buyer's declared bid (credits), delta in [0, 1] and optional deadline (ms)."""
-    bid = _report_value(extension, headers, "bid")
-    delta = _report_value(extension, headers, "delta")
-    deadline = _report_value(extension, headers, "deadline_ms")
-    bid = defaults.bid if bid is None else bid
-    delta = defaults.delta if delta is None else delta
-    if bid < 0:
-        raise bad_request(f"bid must be >= 0 credits, got {bid:g}", "mercato.bid")
-    if not 0.0 <= delta <= 1.0:
-        raise bad_request(f"delta must be in [0, 1], got {delta:g}", "mercato.delta")
-    if deadline is not None and deadline <= 0:
-        raise bad_request(f"deadline_ms must be > 0, got {deadline:g}", "mercato.deadline_ms")
-    return BuyerReport(bid=bid, delta=delta,
-                       deadline_ms=defaults.deadline_ms if deadline is None else deadline)
+    """The buyer's declared bid (credits), delta in [0, 1] and optional deadline (ms).
+
+    Per field the (validated) body extension wins; a header fills what it leaves out and is
+    validated by the same model, so a header obeys the bounds the schema publishes.
+    """
+    sent = {key: value.strip() for key, name in _REPORT_HEADERS.items()
+            if getattr(extension, key) is None and (value := headers.get(name)) and value.strip()}
+    given = extension
+    if sent:
+        try:
+            from_headers = MercatoExtension.model_validate(sent, strict=False)
+        except ValidationError as err:
+            key = str(err.errors()[0]["loc"][0])
+            raise bad_request(f"header {_REPORT_HEADERS[key]}: {err.errors()[0]['msg']}, got {sent[key]!r}",
+                              _REPORT_HEADERS[key], code="invalid_value") from None
+        given = extension.model_copy(update={k: getattr(from_headers, k) for k in sent})
+    return BuyerReport(bid=defaults.bid if given.bid is None else given.bid,
+                       delta=defaults.delta if given.delta is None else given.delta,
+                       deadline_ms=defaults.deadline_ms if given.deadline_ms is None else given.deadline_ms)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -201,38 +205,65 @@ def tracing(headers: Mapping[str, str]) -> Trace:
                  turn=turn, source=_header(headers, "source"))
 
 
-def session_of(chat: ChatRequest, trace: Trace) -> tuple[str, int]:
-    """Session id and 1-based turn: from the tracing headers, else derived from the messages.
+def session_of(request: ClientRequest, trace: Trace) -> tuple[str, int]:
+    """Session id and 1-based turn: from the tracing headers, else derived from the request.
 
-    Without a dialogue id, the session is a hash of the messages up to and including the first
-    user message (the part every later turn of a dialogue repeats verbatim), and the turn is
-    the number of user messages.
+    Without a dialogue id, a chat's session is a hash of the messages up to and including the
+    first user message (the part every later turn of a dialogue repeats verbatim), and the turn
+    is the number of user messages; a completion's or embedding's session is a hash of its
+    prompt's first :data:`SESSION_HEAD_CHARS` characters, at turn 1.
     """
-    users = [i for i, m in enumerate(chat.messages) if m.get("role") == "user"]
+    messages = request.messages
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user"] if messages else []
     turn = trace.turn if trace.turn is not None else max(1, len(users))
     if trace.dialogue_id is not None:
         run = f"{trace.run_id}/" if trace.run_id else ""
         return f"{run}{trace.dialogue_id}", turn
-    head = chat.messages[: users[0] + 1] if users else chat.messages[:1]
-    digest = hashlib.blake2b(render_chat(head).encode(), digest_size=12).hexdigest()
+    if messages is None:
+        head = request.prompt[:SESSION_HEAD_CHARS]
+    else:
+        head = render_chat(messages[: users[0] + 1] if users else messages[:1])
+    digest = hashlib.blake2b(head.encode(), digest_size=12).hexdigest()
     return f"h:{digest}", turn
 
 
-def backend_body(chat: ChatRequest, model: str, forward_extension: bool) -> bytes:
-    """The body sent to a backend: its own model name, forced streaming with usage.
+def backend_body(request: ClientRequest, model: str, forward_extension: bool) -> bytes:
+    """The body sent to a backend: its own model name, and forced streaming with usage for the
+    generation endpoints (embeddings are one JSON answer).
 
     The buyer's report (bid, delta, deadline) stays at the hub; other extension keys (domain,
     gold answer) go to backends that accept them.
     """
-    body = dict(chat.body)
+    body = dict(request.body)
     body["model"] = model
-    body["stream"] = True
-    body["stream_options"] = {"include_usage": True}
-    extension = {k: v for k, v in chat.extension.items() if k not in REPORT_KEYS}
-    body.pop("mercato", None)
+    if request.kind != EMBEDDINGS:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    extension = {k: v for k, v in (body.pop("mercato", None) or {}).items() if k not in REPORT_KEYS}
     if forward_extension and extension:
         body["mercato"] = extension
     return orjson.dumps(body)
+
+
+class Accumulator(Protocol):
+    """What a backend answered to one request, merged as it arrives."""
+
+    @property
+    def text(self) -> str:
+        """The first choice's text so far (what the router learns from)."""
+        ...
+
+    def add(self, chunk: Mapping[str, Any]) -> bool:
+        """Merge one chunk (or the one embeddings object); True when it carried the first output."""
+        ...
+
+    def usage_counts(self) -> tuple[int, int, int] | None:
+        """(prompt, cached, completion) tokens from the backend's usage, None when none came."""
+        ...
+
+    def response(self, response_id: str, usage: dict[str, Any]) -> dict[str, Any]:
+        """The non-streaming response object for the client."""
+        ...
 
 
 @dataclass
@@ -243,8 +274,10 @@ class _Choice:
     finish_reason: str | None = None
 
 
-class ChatAccumulator:
-    """Merges ``chat.completion.chunk`` objects into one ``chat.completion``."""
+class _StreamAccumulator:
+    """Merges stream chunks; subclasses say where a choice's new text is."""
+
+    object_name = ""
 
     def __init__(self) -> None:
         self._choices: dict[int, _Choice] = {}
@@ -263,27 +296,13 @@ class ChatAccumulator:
         has_content = False
         for choice in chunk.get("choices") or ():
             merged = self._choices.setdefault(int(choice.get("index", 0)), _Choice())
-            delta = choice.get("delta") or {}
-            if delta.get("role"):
-                merged.role = delta["role"]
-            if delta.get("content"):
-                merged.content.append(delta["content"])
-                has_content = True
-            for call in delta.get("tool_calls") or ():
-                self._merge_tool_call(merged, call)
+            has_content = self._merge(merged, choice) or has_content
             if choice.get("finish_reason"):
                 merged.finish_reason = choice["finish_reason"]
         return has_content
 
-    @staticmethod
-    def _merge_tool_call(merged: _Choice, call: Mapping[str, Any]) -> None:
-        slot = merged.tool_calls.setdefault(int(call.get("index", 0)), {
-            "id": None, "type": "function", "function": {"name": "", "arguments": ""}})
-        if call.get("id"):
-            slot["id"] = call["id"]
-        function = call.get("function") or {}
-        slot["function"]["name"] += function.get("name") or ""
-        slot["function"]["arguments"] += function.get("arguments") or ""
+    def _merge(self, merged: _Choice, choice: Mapping[str, Any]) -> bool:
+        raise NotImplementedError
 
     @property
     def text(self) -> str:
@@ -299,26 +318,99 @@ class ChatAccumulator:
         return (int(self.usage.get("prompt_tokens") or 0), int(details.get("cached_tokens") or 0),
                 int(self.usage.get("completion_tokens") or 0))
 
-    def completion(self, completion_id: str, usage: dict[str, Any]) -> dict[str, Any]:
+    def _choice_object(self, index: int, merged: _Choice) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def response(self, response_id: str, usage: dict[str, Any]) -> dict[str, Any]:
         """The standard non-streaming response object."""
-        choices = []
-        for index in sorted(self._choices) or [0]:
-            merged = self._choices.get(index, _Choice())
-            message: dict[str, Any] = {"role": merged.role, "content": "".join(merged.content)}
-            if merged.tool_calls:
-                message["tool_calls"] = [merged.tool_calls[k] for k in sorted(merged.tool_calls)]
-                message["content"] = message["content"] or None
-            choices.append({"index": index, "message": message, "logprobs": None,
-                            "finish_reason": merged.finish_reason or "stop"})
         return {
-            "id": completion_id,
-            "object": "chat.completion",
+            "id": response_id,
+            "object": self.object_name,
             "created": self.created or int(time.time()),
             "model": self.model or "",
             "system_fingerprint": self.system_fingerprint,
-            "choices": choices,
+            "choices": [self._choice_object(i, self._choices.get(i, _Choice()))
+                        for i in sorted(self._choices) or [0]],
             "usage": usage,
         }
+
+
+class ChatAccumulator(_StreamAccumulator):
+    """Merges ``chat.completion.chunk`` objects into one ``chat.completion``."""
+
+    object_name = "chat.completion"
+
+    def _merge(self, merged: _Choice, choice: Mapping[str, Any]) -> bool:
+        delta = choice.get("delta") or {}
+        if delta.get("role"):
+            merged.role = delta["role"]
+        for call in delta.get("tool_calls") or ():
+            self._merge_tool_call(merged, call)
+        if delta.get("content"):
+            merged.content.append(delta["content"])
+            return True
+        return False
+
+    @staticmethod
+    def _merge_tool_call(merged: _Choice, call: Mapping[str, Any]) -> None:
+        slot = merged.tool_calls.setdefault(int(call.get("index", 0)), {
+            "id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+        if call.get("id"):
+            slot["id"] = call["id"]
+        function = call.get("function") or {}
+        slot["function"]["name"] += function.get("name") or ""
+        slot["function"]["arguments"] += function.get("arguments") or ""
+
+    def _choice_object(self, index: int, merged: _Choice) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": merged.role, "content": "".join(merged.content)}
+        if merged.tool_calls:
+            message["tool_calls"] = [merged.tool_calls[k] for k in sorted(merged.tool_calls)]
+            message["content"] = message["content"] or None
+        return {"index": index, "message": message, "logprobs": None,
+                "finish_reason": merged.finish_reason or "stop"}
+
+
+class TextAccumulator(_StreamAccumulator):
+    """Merges streamed ``text_completion`` objects into one (``/v1/completions``)."""
+
+    object_name = "text_completion"
+
+    def _merge(self, merged: _Choice, choice: Mapping[str, Any]) -> bool:
+        if text := choice.get("text"):
+            merged.content.append(text)
+            return True
+        return False
+
+    def _choice_object(self, index: int, merged: _Choice) -> dict[str, Any]:
+        return {"index": index, "text": "".join(merged.content), "logprobs": None,
+                "finish_reason": merged.finish_reason or "stop"}
+
+
+class EmbeddingAccumulator:
+    """Holds a backend's embeddings answer (one JSON object, not a stream)."""
+
+    def __init__(self) -> None:
+        self.answer: dict[str, Any] = {}
+
+    @property
+    def text(self) -> str:
+        """Embeddings have no text."""
+        return ""
+
+    def add(self, chunk: Mapping[str, Any]) -> bool:
+        """Keep the answer; its arrival is the first (and only) output."""
+        self.answer = dict(chunk)
+        return True
+
+    def usage_counts(self) -> tuple[int, int, int] | None:
+        """(prompt, 0, 0) tokens from the answer's usage, None when it had none."""
+        usage = self.answer.get("usage")
+        return (int(usage.get("prompt_tokens") or 0), 0, 0) if isinstance(usage, dict) else None
+
+    def response(self, response_id: str, usage: dict[str, Any]) -> dict[str, Any]:
+        """The backend's ``list`` of embeddings with the gateway's usage (no id: OpenAI has none)."""
+        return {"object": "list", "data": self.answer.get("data") or [],
+                "model": self.answer.get("model") or "", "usage": usage}
 
 
 def usage_object(prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> dict[str, Any]:
