@@ -117,3 +117,20 @@ def test_a_client_that_leaves_mid_stream_is_logged_as_499(tmp_path):
     (line,) = [json.loads(line) for line in log.read_text().splitlines()]
     assert (line["request_id"], line["status"], line["backend"]) == (request_id, 499, "solo")
     assert line["ttft_ms"] > 0 and line["cost"] is None and "error" not in line
+
+
+def test_every_routed_endpoint_is_logged_under_its_own_name(solo, tmp_path):
+    log = tmp_path / "access.jsonl"
+    config = config_for(solo, tmp_path / "e.sqlite", SOLO, api_keys={KEY: "alice"},
+                        logging={"format": "json", "file": str(log)})
+    auth = {"authorization": f"Bearer {KEY}"}
+    with gateway(config) as (url, _):
+        text = {"model": "mercato", "prompt": "Once", "max_tokens": 4}
+        done = [httpx.post(f"{url}/v1/completions", json=text, headers=auth, timeout=30),
+                httpx.post(f"{url}/v1/embeddings", json={"model": "mercato", "input": "a boat"}, headers=auth,
+                           timeout=30),
+                httpx.post(f"{url}/v1/embeddings", json={"model": "mercato"}, headers=auth)]
+    assert [r.status_code for r in done] == [200, 200, 400]
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(line["endpoint"], line["status"]) for line in lines] == [
+        ("completions", 200), ("embeddings", 200), ("embeddings", 400)]
