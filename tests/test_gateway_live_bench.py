@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from mercato.bench import gateway, gateway_report
@@ -76,3 +77,11 @@ def test_bad_settings_are_rejected():
         gateway.Settings(duration_s=0)
     with pytest.raises(ValueError):
         gateway.Settings(zero_load_requests=0)
+
+
+def test_the_held_rule_gives_a_plain_bool_for_the_json_report():
+    from mercato.bench.gateway_load import Sample, held
+
+    sample = Sample(np.zeros(3), np.zeros(3), 3, 0, np.float64(100.0), np.float64(99.0), 0.1, 0.2)
+    assert held(sample, np.float64(10.0)) is True and held(sample, np.float64(60.0)) is False
+    json.dumps({"held": held(sample, np.float64(10.0))})

@@ -82,8 +82,8 @@ def held(sample: Sample, added_p99_ms: float) -> bool:
     Offered is the schedule's own rate, not its nominal one: a seeded draw of 300 arrivals at
     100/s may span 3.2 s, and a server that keeps up with it should not count as falling behind.
     """
-    return (sample.errors == 0 and sample.achieved_rps >= HELD_SHARE * sample.offered_rps
-            and added_p99_ms <= HELD_P99_MS)
+    return bool(sample.errors == 0 and sample.achieved_rps >= HELD_SHARE * sample.offered_rps
+                and added_p99_ms <= HELD_P99_MS)  # a plain bool: numpy's would not go into the JSON report
 
 
 async def _post(session: aiohttp.ClientSession, url: str) -> tuple[float, float] | None:
