@@ -79,3 +79,16 @@ def test_bench_reports_timings_and_targets(monkeypatch):
     assert report["speedup_experiment1"] == pytest.approx(bench.REFERENCE_EXP1_S / 12.5, rel=0.01)
     assert set(report["targets_met"]) == {"one_run_le_0.5s"}
     json.dumps(report)
+
+
+def test_the_welfare_aware_variant_reruns_only_the_rules_it_changes(tmp_path):
+    report = economy.run_experiment("6", tiny(tmp_path, variant=True))
+    assert report.variant_runs == 2 * 3 * 2 * 2 * 2  # value-greedy and market only, 2 seeds
+    assert len(report.variant) == len(report.summary) == 48
+    for v in report.variant:
+        r = next(r for r in report.summary if all(r[f] == v[f] for f in report.factors))
+        if v["mechanism"] in ("random", "edf"):
+            assert (r["welfare"], r["drop_rate"]) == (v["welfare"], v["drop_rate"])
+    text = (tmp_path / "exp6.md").read_text()
+    assert "welfare-aware variant instead: Of" in text and "W welfare-aware" in text
+    assert (tmp_path / "exp6_variant_summary.csv").exists()

@@ -17,12 +17,12 @@ PARAMS = Parameters()
 
 
 def book(bids, bundles, capacity=(10.0, 10.0, 10.0), *, slices=None, a=(2.0,), b=(0.0,),
-         classes=None, deadlines=None, efficiency=1.0, seed=0) -> RoundBook:
+         classes=None, deadlines=None, efficiency=1.0, seed=0, admission="paper") -> RoundBook:
     bids = np.asarray(bids, dtype=np.float64)
     n = bids.size
     bundles = np.asarray(bundles, dtype=np.int64).reshape(n, 3)
     pool = PoolSpec("all", np.asarray(capacity, dtype=np.float64), bundles.mean(axis=0) if n else
-                    np.ones(3), efficiency, slices)
+                    np.ones(3), efficiency, slices, admission)
     return RoundBook(round=0, bids=bids, weights=bids.copy(),
                      classes=np.zeros(n, dtype=np.int64) if classes is None else np.asarray(classes),
                      success_a=np.asarray(a, dtype=np.float64), success_b=np.asarray(b, dtype=np.float64),
@@ -82,6 +82,18 @@ def test_flat_success_model_keeps_everything_steep_one_stops_early():
     assert expected_welfare_prefix(flat, np.arange(5)).size == 5
     steep = book([1.0] * 5, bundles, a=(6.0,), b=(-12.0,))
     assert 0 < expected_welfare_prefix(steep, np.arange(5)).size < 5
+
+
+@pytest.mark.parametrize("name", ["value_greedy", "market"])
+def test_paper_admission_fills_capacity_and_welfare_aware_admission_stops_early(name):
+    """Under a steep success model the next task lowers expected welfare: only the variant stops."""
+    bundles = [[2, 0, 0]] * 5
+    paper_rule = make_mechanism(name, book([], []).pool, PARAMS).allocate(
+        book([1.0] * 5, bundles, a=(6.0,), b=(-12.0,)))
+    variant = make_mechanism(name, book([], []).pool, PARAMS).allocate(
+        book([1.0] * 5, bundles, a=(6.0,), b=(-12.0,), admission="welfare_aware"))
+    assert paper_rule.admitted.sum() == 5
+    assert 0 < variant.admitted.sum() < 5
 
 
 def test_value_greedy_admits_highest_bids_and_random_packs_to_capacity():

@@ -56,6 +56,7 @@ def test_every_mechanism_and_architecture_faces_the_same_tasks():
     ({"seed": -3}, "seed"),
     ({"strategic_share": 1.5}, "strategic_share"),
     ({"inflation": 0.0}, "inflation"),
+    ({"admission": "greedy"}, "unknown admission 'greedy'; choose one of paper, welfare_aware"),
 ])
 def test_bad_configuration_is_a_clear_error(change, message):
     with pytest.raises(ValueError, match=message):
@@ -110,12 +111,23 @@ def test_topology_drives_price_volatility():
     assert entangled.metrics["drop_rate"] > tree.metrics["drop_rate"]
 
 
-def test_packing_to_capacity_hits_the_queueing_cliff_that_the_value_model_avoids():
-    greedy = run(topology="entangled", mechanism="value_greedy")
+def test_packing_to_capacity_hits_the_queueing_cliff_that_welfare_aware_admission_avoids():
+    paper_rule = run(topology="entangled", mechanism="value_greedy")
+    stopping = run(topology="entangled", mechanism="value_greedy", admission="welfare_aware")
     rand = run(topology="entangled", mechanism="random")
-    assert rand.metrics["median_latency"] > 300
-    assert rand.metrics["welfare"] < 0.2 * greedy.metrics["welfare"]
-    assert rand.metrics["coverage"] > greedy.metrics["coverage"]
+    # The paper's rule fills capacity like random does and lands on the same cliff.
+    assert rand.metrics["median_latency"] > 300 and paper_rule.metrics["median_latency"] > 300
+    assert rand.metrics["welfare"] < 0.2 * stopping.metrics["welfare"]
+    assert paper_rule.metrics["welfare"] < 0.5 * stopping.metrics["welfare"]
+    assert paper_rule.metrics["coverage"] > stopping.metrics["coverage"]
+
+
+def test_admission_rule_changes_only_the_value_based_rules():
+    for mechanism in ("random", "edf"):
+        paper_rule = run(mechanism=mechanism).series
+        variant = run(mechanism=mechanism, admission="welfare_aware").series
+        for name, values in paper_rule.items():
+            np.testing.assert_array_equal(values, variant[name])
 
 
 def test_hybrid_integrator_smooths_prices():

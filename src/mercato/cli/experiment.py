@@ -92,6 +92,8 @@ def experiment_economy(
     workers: WorkersOption = 2,
     out: Annotated[Path, typer.Option(help="Folder for CSV, JSON, PNG and markdown.")] = Path(
         "results/economy"),
+    variant: Annotated[bool, typer.Option(
+        help="Also run Experiments 1-6 under welfare-aware admission where it changes anything.")] = True,
     json_out: JsonFlag = False,
 ) -> None:
     """Re-run paper 003's service-economy experiments with the paper's values beside ours."""
@@ -101,7 +103,7 @@ def experiment_economy(
     if which != "all" and which not in EXPERIMENTS:
         raise typer.BadParameter(f"choose one of {', '.join(EXPERIMENTS)} or all", param_hint="WHICH")
     try:
-        options = Options(seed=seed, seeds=seeds, rounds=rounds, workers=workers, out=out)
+        options = Options(seed=seed, seeds=seeds, rounds=rounds, workers=workers, out=out, variant=variant)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 

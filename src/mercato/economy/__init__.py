@@ -17,11 +17,12 @@ its listed defects. Each choice is documented in the module that makes it:
   constant 50 ms, a bug); execution queueing uses the per-agent arrival rate as ``lambda_load``.
 * **Success model** (:mod:`~mercato.economy.learning`): one logistic model per deadline class,
   on the pool's bottleneck utilisation.
-* **Admission** (:mod:`~mercato.economy.mechanisms`): rules with a value model stop where the
-  next task would lower expected welfare under the learned model, instead of packing to
-  ``rho = 1`` where every task misses its deadline (the reference's main defect); random and EDF
-  still pack to capacity. Tâtonnement prices start at 0.1 and persist across rounds; market
-  winners pay their bundle's price.
+* **Admission** (:mod:`~mercato.economy.mechanisms`, ``EconomyConfig.admission``): ``paper``
+  (the default) packs every positive-surplus task that fits, as the paper and the reference do,
+  up to ``rho = 1`` where the queueing term saturates; ``welfare_aware``, mercato's variant, makes
+  rules with a value model stop where the next task would lower expected welfare under the
+  learned model. Random and EDF pack to capacity under either. Tâtonnement prices start at 0.1
+  and persist across rounds; market winners pay their bundle's price.
 * **Integrator** (:mod:`~mercato.economy.integrator`): slice capacity is the max-flow of the
   tier chain; the posted price is an EMA of max(resource price with 10% markup, scarcity
   price); the efficiency factor can be applied to capacity and execution separately.

@@ -3,7 +3,8 @@
 The interface is described in :mod:`mercato.economy.mechanisms`; this module holds its types
 (:class:`PoolSpec`, :class:`RoundBook`, :class:`Allocation`, :class:`Mechanism`) and the helpers
 any rule may reuse: :func:`pack` (feasible greedy packing in a preference order) and
-:func:`expected_welfare_prefix` (the congestion-aware stop).
+:func:`expected_welfare_prefix` (the congestion-aware stop), applied by :func:`admit` only when the
+run's admission rule is ``welfare_aware``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class PoolSpec:
     mean_bundle: NDArray[np.float64]
     execution_efficiency: float = 1.0
     slice_capacity: int | None = None
+    # EconomyConfig.admission: "paper" fills capacity, "welfare_aware" applies the stop.
+    admission: str = "paper"
 
     @property
     def hybrid(self) -> bool:
@@ -125,6 +128,15 @@ def expected_welfare_prefix(book: RoundBook, sequence: NDArray[np.int64]) -> NDA
              ).sum(axis=1)
     best = int(np.argmax(value))
     return sequence[: best + 1] if value[best] > 0 else sequence[:0]
+
+
+def admit(book: RoundBook, sequence: NDArray[np.int64]) -> NDArray[np.int64]:
+    """What a value-based rule admits of a packed ``sequence`` under the pool's admission rule.
+
+    ``paper``: all of it (the reference fills capacity with positive-surplus tasks).
+    ``welfare_aware``: its best prefix under :func:`expected_welfare_prefix`.
+    """
+    return expected_welfare_prefix(book, sequence) if book.pool.admission == "welfare_aware" else sequence
 
 
 def mask(book: RoundBook, chosen: NDArray[np.int64]) -> NDArray[np.bool_]:

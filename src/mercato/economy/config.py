@@ -3,8 +3,8 @@
 :class:`Parameters` holds the paper's constants (Table S3) plus the few numbers the paper leaves
 open, each named and documented where it is defined. :class:`EconomyConfig` is one run: the
 factors the experiments vary (topology, load, agents, governance, architecture, mechanism,
-strategic bidders) and the seed. Both validate on construction, so a bad value fails at once with
-a ValueError naming the field, never half-way through a 1,620-run suite.
+admission rule, strategic bidders) and the seed. Both validate on construction, so a bad value
+fails at once with a ValueError naming the field, never half-way through a 1,620-run suite.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ GOVERNANCE: tuple[str, ...] = ("none", "moderate", "strict")
 ARCHITECTURES: tuple[str, ...] = ("naive", "hybrid", "hybrid_ema_only",
                                   "hybrid_eff_capacity_only", "hybrid_eff_execution_only")
 BUILTIN_MECHANISMS: tuple[str, ...] = ("random", "edf", "value_greedy", "market")
+# paper: the reference's admission (value-based rules fill capacity with every positive-surplus
+# task). welfare_aware: mercato's variant, where value-based rules stop where the next task would
+# lower expected welfare (the congestion-aware stop of mercato.economy.book.admit).
+ADMISSIONS: tuple[str, ...] = ("paper", "welfare_aware")
 LOAD_LEVELS: dict[str, float] = {"low": 0.5, "medium": 1.0, "high": 1.5}
 TIERS: tuple[str, ...] = ("device", "edge", "cloud")
 
@@ -123,12 +127,15 @@ class EconomyConfig:
     # Share of agents that misreport, and the factor by which they inflate reported values.
     strategic_share: float = 0.0
     inflation: float = 1.0
+    # How value-based rules (value_greedy, market, the integrator) admit: see ADMISSIONS.
+    admission: str = "paper"
     params: Parameters = field(default_factory=Parameters)
 
     def __post_init__(self) -> None:
         _choice("topology", self.topology, TOPOLOGIES)
         _choice("governance", self.governance, GOVERNANCE)
         _choice("architecture", self.architecture, ARCHITECTURES)
+        _choice("admission", self.admission, ADMISSIONS)
         if not isinstance(self.mechanism, str) or not self.mechanism:
             raise ValueError(f"mechanism must be a non-empty name, got {self.mechanism!r}")
         if not math.isfinite(self.arrival_rate) or self.arrival_rate <= 0:

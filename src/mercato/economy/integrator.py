@@ -21,7 +21,7 @@ Choices where the paper is silent (reference semantics unless said):
   (3) Scarcity price: tâtonnement on the single slice good (step 0.15, capacity = slice
   capacity). (4) Target = the larger of the two; posted price ``P <- 0.8 P + 0.2 target``.
   (5) Tasks whose bid exceeds ``P`` are admitted by decreasing bid up to the slice capacity,
-  with the congestion-aware stop of :mod:`mercato.economy.mechanisms`; each pays ``P``.
+  under the run's admission rule (:mod:`mercato.economy.mechanisms`); each pays ``P``.
 * **Efficiency factor** (0.75 SP / tree, 0.85 entangled) enlarges slice capacity and shrinks the
   execution load; the architectures ``hybrid_eff_capacity_only`` / ``hybrid_eff_execution_only``
   apply it to one side only, which the reference could not separate.
@@ -39,8 +39,8 @@ from mercato.economy.book import (
     Allocation,
     PoolSpec,
     RoundBook,
+    admit,
     by_decreasing,
-    expected_welfare_prefix,
     mask,
     pack,
 )
@@ -93,6 +93,6 @@ class Integrator:
         self.scarcity_price = scarcity.prices
         target = max(resource_price, float(self.scarcity_price[0]))
         self.posted = p.ema * self.posted + (1.0 - p.ema) * target
-        chosen = expected_welfare_prefix(book, pack(book, by_decreasing(book.bids - self.posted)))
+        chosen = admit(book, pack(book, by_decreasing(book.bids - self.posted)))
         admitted = mask(book, chosen)
         return Allocation(admitted, np.where(admitted, self.posted, 0.0), np.array([self.posted]))

@@ -34,8 +34,8 @@ Feasibility is the mechanism's job and the simulator checks it: under naive arch
 admitted bundles must fit every tier (``sum bundles <= capacity``); under hybrid ones the number
 of admitted tasks must not exceed ``slice_capacity`` (agents see the integrator's scalar
 slice, Proposition 3; its internal tiers may then be over-committed when the mix is heavy).
-:func:`pack` does this for any preference order, and :func:`expected_welfare_prefix` applies the
-congestion-aware stop described next; both are meant for reuse by new mechanisms.
+:func:`pack` does this for any preference order, and :func:`admit` applies the run's admission
+rule described next; both are meant for reuse by new mechanisms.
 
 Built-in rules (paper 003, Exp. 6, reference semantics)
 -------------------------------------------------------
@@ -48,13 +48,16 @@ Built-in rules (paper 003, Exp. 6, reference semantics)
   its bundle's price. Under a hybrid architecture ``market`` means the integrator
   (:mod:`mercato.economy.integrator`).
 
-**Congestion-aware stop (a documented departure).** Packing to capacity drives a tier to
+**Admission rule** (``EconomyConfig.admission``). ``paper`` (the default) is the paper's and the
+reference's: value-based rules admit every positive-surplus task that fits. ``welfare_aware``
+is mercato's variant, the *congestion-aware stop*: packing to capacity drives a tier to
 ``rho = 1``, where the queueing term saturates (+198 ms per tier visit at medium load) and every
-admitted task misses its deadline; the reference simulator does exactly that and it, not the
-topology, explains most of its high latencies. Rules that have a value model (``value_greedy``,
-``market``, the integrator) therefore stop where the next task would lower the expected welfare
+admitted task misses its deadline, so the rules that have a value model (``value_greedy``,
+``market``, the integrator) stop where the next task would lower the expected welfare
 ``sum_k sigma(a_c + b_c * rho(A)) * w_k`` of the admitted set ``A`` under the agents' learned
-success model. Rules without a value model (``random``, ``edf``) pack to capacity.
+success model (:func:`mercato.economy.book.admit`). Rules without a value model (``random``,
+``edf``) pack to capacity under either rule (:data:`STOPPING_RULES` names the ones it changes).
+The experiments report both, so a reader sees which findings the choice drives.
 """
 
 from __future__ import annotations
@@ -68,8 +71,8 @@ from mercato.economy.book import (
     MechanismFactory,
     PoolSpec,
     RoundBook,
+    admit,
     by_decreasing,
-    expected_welfare_prefix,
     mask,
     pack,
 )
@@ -78,6 +81,8 @@ from mercato.economy.integrator import Integrator
 from mercato.mechanisms.tatonnement import bundle_demand, tatonnement
 
 _REGISTRY: dict[str, MechanismFactory] = {}
+# Built-in rules whose admissions depend on EconomyConfig.admission.
+STOPPING_RULES: tuple[str, ...] = ("value_greedy", "market")
 
 
 def register_mechanism(name: str, factory: MechanismFactory) -> None:
@@ -130,8 +135,8 @@ class ValueGreedy:
     name = "value_greedy"
 
     def allocate(self, book: RoundBook) -> Allocation:
-        """Pack by decreasing reported expected value, then apply the congestion-aware stop."""
-        chosen = expected_welfare_prefix(book, pack(book, by_decreasing(book.bids)))
+        """Pack by decreasing reported expected value (positive only), then the admission rule."""
+        chosen = admit(book, pack(book, by_decreasing(book.bids)))
         return Allocation(mask(book, chosen), np.zeros(book.size), NO_PRICES)
 
 
@@ -152,7 +157,7 @@ class TierMarket:
                              floor=p.price_floor, cap=p.price_cap)
         self.prices = result.prices
         cost = book.bundles @ self.prices
-        chosen = expected_welfare_prefix(book, pack(book, by_decreasing(book.bids - cost)))
+        chosen = admit(book, pack(book, by_decreasing(book.bids - cost)))
         admitted = mask(book, chosen)
         return Allocation(admitted, np.where(admitted, cost, 0.0), self.prices.copy())
 

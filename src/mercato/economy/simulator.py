@@ -74,7 +74,7 @@ def build_pools(config: EconomyConfig, cat: Catalogue) -> list[PoolSpec]:
                                     eff if CAPACITY_EFFICIENCY[config.architecture] else 1.0)
         pools.append(PoolSpec(name=name, capacity=capacity, mean_bundle=cat.mean_bundle,
                               execution_efficiency=eff if EXECUTION_EFFICIENCY[config.architecture]
-                              else 1.0, slice_capacity=slices))
+                              else 1.0, slice_capacity=slices, admission=config.admission))
     return pools
 
 

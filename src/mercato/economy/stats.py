@@ -160,6 +160,13 @@ def synergy(naive_none: ArrayLike, hybrid_none: ArrayLike, naive_strict: ArrayLi
     return Estimate(point, *_bootstrap(groups, _interaction, seed, resamples))
 
 
+def synergy_kind(low: float, high: float) -> str:
+    """Regime of a synergy interval: additive when it contains 0, else super- or sub-additive."""
+    if low <= 0 <= high:
+        return "additive"
+    return "super-additive" if low > 0 else "sub-additive"
+
+
 def _interaction(nn: NDArray[np.float64], hn: NDArray[np.float64], ns: NDArray[np.float64],
                  hs: NDArray[np.float64], axis: int = -1) -> NDArray[np.float64]:
     return (hs.mean(axis=axis) - hn.mean(axis=axis) - ns.mean(axis=axis) + nn.mean(axis=axis))

@@ -5,7 +5,9 @@ proposes keep allocations good where value-greedy and the tâtonnement market br
 topology (tree, SP, entangled) x mechanism (value-greedy, market, VCG over slices, clinching) x
 share of strategic agents (0, 25, 50, 75, 100%) x inflation (x1.5, x2), at high load under the
 hybrid architecture (agents face integrator slices, where Proposition 2 applies), N = 50, no
-governance, seeds paired across conditions.
+governance, seeds paired across conditions. Every rule runs with mercato's ``welfare_aware``
+admission (Experiments 1-6 default to the paper's): the auctions' supply is set by that stop, so
+the baselines use it too and the comparison isolates the pricing rule.
 
 Two views of the same runs:
 
@@ -82,7 +84,8 @@ def conditions(topologies: Sequence[str] = TOPOLOGIES7,
             for share, inflation in sorted(cells):
                 config = EconomyConfig(topology=topology, arrival_rate=LOAD_LEVELS[LOAD7],
                                        architecture="hybrid", mechanism=mechanism,
-                                       strategic_share=share, inflation=inflation)
+                                       strategic_share=share, inflation=inflation,
+                                       admission="welfare_aware")
                 out.append(Condition({"topology": topology, "mechanism": mechanism, "share": share,
                                       "inflation": inflation}, config))
     return out

@@ -4,9 +4,12 @@ An experiment is a list of :class:`Condition` (factor labels + an :class:`Econom
 once per seed by :func:`run_conditions` (parallel, progress bar). :func:`summarize` turns the run
 rows into one row per condition: the mean of each metric with its BCa 95% interval and, where
 the paper reports the cell, the paper's value. :class:`Report` collects summary, statistical
-tests and notes; :func:`write_report` writes ``exp<N>_runs.csv``, ``exp<N>_summary.csv``,
-``exp<N>_tests.csv``, ``exp<N>.json``, ``exp<N>.md`` and the experiment's PNG under the output
-folder, and :func:`print_report` prints the tables. Experiment 7 (``economy_exp7``) can reuse
+tests and notes; :func:`admission_variant` re-runs the conditions where the admission rule
+matters under mercato's ``welfare_aware`` variant (the paper's rule is the default), so each
+table shows both. :func:`write_report` writes ``exp<N>_runs.csv``, ``exp<N>_summary.csv``,
+``exp<N>_variant_summary.csv``, ``exp<N>_tests.csv``, ``exp<N>.json``, ``exp<N>.md`` (opening
+with the experiment's claims, :mod:`mercato.experiments.economy_claims`) and the experiment's PNG
+under the output folder, and :func:`print_report` prints the tables. Experiment 7 (``economy_exp7``) can reuse
 all of it: its ``run(options: Options) -> Report`` is what the ``all`` driver calls.
 """
 
@@ -23,8 +26,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from mercato.economy.config import EconomyConfig
+from mercato.economy.mechanisms import STOPPING_RULES
 from mercato.economy.runner import run_many
 from mercato.economy.stats import bca_interval
+from mercato.experiments import economy_claims
+from mercato.experiments.claims import Claim, claims_table, tally_line
 from mercato.reporting import fmt, markdown_table, print_table, stderr, write_csv, write_json
 
 LABELS: dict[str, str] = {
@@ -37,6 +43,8 @@ LABELS: dict[str, str] = {
     "realised_utilisation": "realised utilisation", "governance_rejections": "gov. rejections",
 }
 PAIRWISE = "rank-sum (Holm)"
+# Metrics shown for both admission rules side by side.
+VARIANT_METRICS = ("median_latency", "drop_rate", "welfare", "volatility")
 SHORT: dict[str, str] = {
     "median_latency": "lat", "p95_latency": "p95", "drop_rate": "drop", "coverage": "cov",
     "deadline_satisfaction": "sat", "on_time": "on-time", "utilisation": "util",
@@ -46,7 +54,8 @@ SHORT: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Options:
-    """How to run an experiment: seeds ``seed .. seed + seeds - 1``, rounds, processes, output."""
+    """How to run an experiment: seeds ``seed .. seed + seeds - 1``, rounds, processes, output,
+    and whether to re-run it under the ``welfare_aware`` admission variant as well."""
 
     seed: int = 0
     seeds: int = 10
@@ -54,6 +63,7 @@ class Options:
     workers: int = 2
     out: Path = Path("results/economy")
     show_progress: bool = True
+    variant: bool = False
 
     def __post_init__(self) -> None:
         if self.seed < 0:
@@ -94,13 +104,29 @@ class Report:
     seconds: float = 0.0
     files: list[str] = field(default_factory=list)
     paper_table: str = ""
+    # The same conditions under welfare-aware admission (empty when not run), and their tests.
+    variant: list[dict[str, Any]] = field(default_factory=list)
+    variant_tests: list[dict[str, Any]] = field(default_factory=list)
+    variant_runs: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready report (the per-run rows stay in the CSV)."""
         return {"experiment": self.experiment, "title": self.title, "runs": len(self.runs),
-                "seconds": round(self.seconds, 2), "factors": self.factors, "metrics": self.metrics,
-                "paper_table": self.paper_table, "summary": self.summary, "tests": self.tests,
-                "notes": self.notes, "files": self.files}
+                "variant_runs": self.variant_runs, "seconds": round(self.seconds, 2),
+                "factors": self.factors, "metrics": self.metrics, "paper_table": self.paper_table,
+                "summary": self.summary, "variant": self.variant, "tests": self.tests,
+                "variant_tests": self.variant_tests, "notes": self.notes, "files": self.files}
+
+    def claims(self) -> list[Claim]:
+        """The paper's claims this experiment answers, judged (none for Experiment 7)."""
+        return economy_claims.claims(self.experiment, self.factors, self.summary, self.tests,
+                                     self.variant, self.variant_tests)
+
+    def variant_claims(self) -> list[Claim]:
+        """The same claims judged on the welfare-aware variant's results (none when not run)."""
+        if not self.variant:
+            return []
+        return economy_claims.claims(self.experiment, self.factors, self.variant, self.variant_tests)
 
 
 def run_conditions(conditions: Sequence[Condition], options: Options, label: str
@@ -115,6 +141,22 @@ def run_conditions(conditions: Sequence[Condition], options: Options, label: str
         condition = conditions[i // options.seeds]
         rows.append({**condition.labels, "seed": configs[i].seed, **m})
     return rows
+
+
+def admission_variant(conditions: Sequence[Condition], runs: Sequence[Mapping[str, Any]],
+                      options: Options, label: str) -> tuple[list[Condition], list[dict[str, Any]], int]:
+    """Runs of ``conditions`` under welfare-aware admission, and how many were new.
+
+    Only rules in :data:`~mercato.economy.mechanisms.STOPPING_RULES` admit differently, so the
+    other conditions' runs are reused from ``runs`` (same seeds, same results) instead of re-run.
+    Returns the conditions (relabelled configs), all their runs, and the number of new runs.
+    """
+    variant = [Condition(c.labels, c.config.with_(admission="welfare_aware")) for c in conditions]
+    rerun = [c for c in variant if c.config.mechanism in STOPPING_RULES]
+    new = run_conditions(rerun, options, f"{label} (welfare-aware)") if rerun else []
+    kept = [r for c in variant if c.config.mechanism not in STOPPING_RULES
+            for r in runs if all(r[k] == v for k, v in c.labels.items())]
+    return variant, new + kept, len(new)
 
 
 def select(runs: Sequence[Mapping[str, Any]], metric: str, **levels: Hashable) -> np.ndarray:
@@ -173,9 +215,12 @@ def write_report(report: Report, out: Path, plot: Callable[[Report, Path], None]
     files = [write_csv(stem.with_name(stem.name + "_runs.csv"), report.runs),
              write_csv(stem.with_name(stem.name + "_summary.csv"), report.summary,
                        _all_keys(report.summary))]
-    if report.tests:
-        files.append(write_csv(stem.with_name(stem.name + "_tests.csv"), report.tests,
-                               _all_keys(report.tests)))
+    if report.variant:
+        files.append(write_csv(stem.with_name(stem.name + "_variant_summary.csv"), report.variant,
+                               _all_keys(report.variant)))
+    for suffix, rows in (("_tests.csv", report.tests), ("_variant_tests.csv", report.variant_tests)):
+        if rows:
+            files.append(write_csv(stem.with_name(stem.name + suffix), rows, _all_keys(rows)))
     if plot is not None:
         png = stem.with_suffix(".png")
         plot(report, png)
@@ -195,10 +240,21 @@ def _all_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def markdown(report: Report) -> str:
-    """The experiment's markdown section: what ran, the table with intervals, tests, notes."""
-    lines = [f"## Experiment {report.experiment}: {report.title}", "",
-             f"{len(report.runs)} runs in {report.seconds:.1f} s. Means over seeds with BCa 95% "
-             f"intervals; paper values from {report.paper_table or 'no table'}.", ""]
+    """The experiment's markdown section: its claims and their tally first, then what ran, the
+    table with intervals, the welfare-aware variant beside the paper's rule, tests, notes."""
+    lines = [f"## Experiment {report.experiment}: {report.title}", ""]
+    claims = report.claims()
+    if claims:
+        lines += [f"{tally_line(claims)} {economy_claims.TOLERANCES_TEXT}", ""]
+        if report.variant:
+            lines += ["Judged on the welfare-aware variant instead: "
+                      f"{tally_line(report.variant_claims())}", ""]
+        lines += [claims_table(claims).rstrip("\n"), ""]
+    ran = f"{len(report.runs)} runs"
+    if report.variant_runs:
+        ran += f" under the paper's admission rule and {report.variant_runs} under the welfare-aware variant"
+    lines += [f"{ran} in {report.seconds:.1f} s. Means over seeds with BCa 95% intervals; paper values "
+              f"from {report.paper_table or 'no table'}.", ""]
     header = list(report.factors)
     for m in report.metrics:
         header.append(LABELS.get(m, m))
@@ -213,6 +269,8 @@ def markdown(report: Report) -> str:
                 cells.append(fmt(r.get(f"{m}_paper", "")))
         rows.append(cells)
     lines.append(markdown_table(header, rows).rstrip("\n"))
+    if report.variant:
+        lines += ["", _variant_section(report)]
     if report.tests:
         keys = list(report.tests[0].keys())
         lines += ["", "Statistical tests:", "",
@@ -223,6 +281,27 @@ def markdown(report: Report) -> str:
     if report.notes:
         lines += [""] + [f"- {n}" for n in report.notes]
     return "\n".join(lines) + "\n"
+
+
+def _variant_section(report: Report) -> str:
+    """The paper's value, the paper's rule and the welfare-aware variant side by side."""
+    shown = [m for m in VARIANT_METRICS if m in report.metrics]
+    header = list(report.factors)
+    for m in shown:
+        header += [f"{SHORT[m]} paper", f"{SHORT[m]} paper rule", f"{SHORT[m]} welfare-aware"]
+    rows = []
+    for v in report.variant:
+        r = next(r for r in report.summary if all(r[f] == v[f] for f in report.factors))
+        cells = [str(r[f]) for f in report.factors]
+        for m in shown:
+            cells += [fmt(r.get(f"{m}_paper", "")), fmt(r[m]),
+                      f"{fmt(v[m])} [{fmt(v[f'{m}_lo'])}, {fmt(v[f'{m}_hi'])}]"]
+        rows.append(cells)
+    return "\n".join(["### Admission rule: the paper's against mercato's welfare-aware stop", "",
+                      "The same conditions and seeds with value-based rules stopping where the next "
+                      "task would lower expected welfare (`admission: welfare_aware`); random and EDF "
+                      "admit the same either way, so their runs are shared.", "",
+                      markdown_table(header, rows).rstrip("\n")])
 
 
 def timed(fn: Callable[[], Report]) -> Report:
