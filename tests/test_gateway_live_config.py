@@ -102,3 +102,10 @@ def test_api_key_from_environment(monkeypatch):
     monkeypatch.delenv("MERCATO_TEST_KEY")
     with pytest.raises(ConfigError, match="MERCATO_TEST_KEY"):
         backend_specs(config)
+
+
+def test_a_default_bid_is_bounded_like_a_reported_one():
+    """A default bid the auction's values cannot hold finite is refused at load, naming the field."""
+    assert "buyer_defaults.bid" in errors_of({"backends": [backend("a")], "buyer_defaults": {"bid": 1e300}})
+    config = parse_config({"backends": [backend("a")], "buyer_defaults": {"bid": 1e9}})
+    assert config.buyer_defaults.bid == 1e9

@@ -22,6 +22,7 @@ from mercato.gateway.core.policies import POLICY_NAMES
 from mercato.gateway.core.predictors import PredictorSettings
 from mercato.gateway.core.router import RouterSettings
 from mercato.gateway.core.valuation import ValuationSettings
+from mercato.gateway.live.openai_api import MAX_BID
 
 NonNegative = Annotated[float, Field(ge=0.0)]
 Positive = Annotated[float, Field(gt=0.0)]
@@ -170,7 +171,7 @@ class PolicyConfig(_Section):
 class BuyerDefaults(_Section):
     """What a request that reports nothing is taken to report (IEMAS used one global delta = 0.5)."""
 
-    bid: NonNegative = 1.0
+    bid: Annotated[float, Field(ge=0.0, le=MAX_BID)] = 1.0  # the bound a reported bid has
     delta: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     deadline_ms: Positive | None = None
     max_tokens: Annotated[int, Field(ge=1)] = 256
