@@ -212,6 +212,23 @@ class AccountingConfig(_Section):
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
 
 
+class StateConfig(_Section):
+    """Where gateway replicas share state (per-backend load, per-buyer spend and limits).
+
+    ``redis_url``: a Redis server every replica reaches; unset with one worker means in-process
+    state, unset with several means an embedded Redis started by ``mercato serve --workers N``.
+    """
+
+    redis_url: str | None = None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+
 class ServerConfig(_Section):
     """Listening address and request size limit."""
 
@@ -273,6 +290,7 @@ class GatewayConfig(_Section):
     predictor: PredictorConfig = PredictorConfig()
     prefix: PrefixConfig = PrefixConfig()
     accounting: AccountingConfig = AccountingConfig()
+    state: StateConfig = StateConfig()
     api_keys: dict[str, str] = Field(default_factory=dict)
     timeouts: TimeoutConfig = TimeoutConfig()
     retries: RetryConfig = RetryConfig()
