@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from mercato.bench import routing, routing_ablation, routing_report
+from mercato.bench import routing, routing_ablation, routing_report, routing_state
 from mercato.bench.routing import RoutingSettings, cell_metrics, targets
 from mercato.workloads.loadgen import RequestRecord
 
@@ -98,3 +100,27 @@ def test_a_live_cell_and_the_report(tmp_path):
     assert ("The peer wins 1 of 1 cells" in text) == (not won)
     if not won:  # where the peer wins, the report says so before anything else
         assert text.index("The peer wins") < text.index("Cells won")
+
+
+def test_the_report_carries_the_cache_state_comparison(tmp_path):
+    def run(state, kv, seed):
+        return {"scenario": "pressure", "router": "auction", "state": state, "seed": seed, "requests": 10,
+                "errors": 0, "kv_hit": kv, "ttft_p50_ms": 40.0, "ttft_p95_ms": 80.0, "mean_cost": 10.0}
+
+    runs = [run("approximate", 0.50, 0), run("exact", 0.58, 0)]
+    rows = routing_state.combine_states(runs)
+    settings = routing_state.StateSettings.smoke(seed=3)
+    met = {"auction kv_hit +0.03 under pressure": True}
+    cache_state = {"settings": vars(settings), "runs": runs, "rows": rows, "gains": routing_state.gains(rows),
+                   "targets_met": met}
+    report = {"routers": ["mercato:auction"], "peers_installed": False, "runs": [], "rows": [], "targets": []}
+    paths = routing_report.write(report, [], tmp_path, cache_state)
+    assert tmp_path / "state.csv" in paths
+    assert "pressure,auction,approximate" in (tmp_path / "state.csv").read_text()
+    text = (tmp_path / "report.md").read_text()
+    section = text[text.index("## Cache state: exact (KV events) against approximate"):]
+    assert "96 blocks of 16 tokens per engine and 4-turn dialogues" in section
+    assert "auction kv_hit +0.03 under pressure: yes" in section
+    assert "0.08" in section.split("Exact minus approximate:")[1]  # 0.58 - 0.50
+    assert json.loads((tmp_path / "routing.json").read_text())["cache_state"]["gains"][0]["kv_hit"] == \
+        pytest.approx(0.08)

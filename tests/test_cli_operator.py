@@ -23,7 +23,8 @@ from mercato.engine.server import create_app as create_engine_app
 from mercato.engine.server import running_server
 from mercato.gateway.live.config import ConfigError, ServerConfig, load_config
 from mercato.gateway.live.discovery import discover_config
-from mercato.gateway.live.fleet import free_port, stop_process, wait_ready
+from mercato.gateway.live.fleet import stop_process, wait_ready
+from mercato.ports import free_port
 
 runner = CliRunner()
 MERCATO = [sys.executable, "-m", "mercato"]

@@ -19,10 +19,11 @@ from mercato.engine.kv_events import ARRAY, MAP, KVEventLog, encode_batch
 from mercato.engine.kv_publisher import KVEventPublisher
 from mercato.gateway.core.kv_index import KVIndex
 from mercato.gateway.live.config import AccountingConfig, GatewayConfig, KVEventsSource, parse_config
-from mercato.gateway.live.fleet import EngineFleet, free_port
+from mercato.gateway.live.fleet import EngineFleet
 from mercato.gateway.live.kv_subscriber import KVEventSubscriber
 from mercato.gateway.live.kv_wire import decode_batch
 from mercato.gateway.live.metrics import GatewayMetrics
+from mercato.ports import free_port
 
 TEXT = "the quiet harbour at dawn " * 40
 

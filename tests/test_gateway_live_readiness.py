@@ -13,7 +13,7 @@ from mercato.engine.server import create_app as create_engine_app
 from mercato.engine.server import running_server
 from mercato.gateway.live.backends import CircuitState
 from mercato.gateway.live.config import parse_config
-from mercato.gateway.live.fleet import free_port
+from mercato.ports import free_port
 
 
 def wait_for_status(url: str, status: int, timeout_s: float = 5.0) -> httpx.Response:

@@ -11,8 +11,9 @@ import yaml
 
 from gateway_live_support import backend_entry, engines
 from mercato.gateway.live.config import parse_config
-from mercato.gateway.live.fleet import free_port, stop_process, wait_ready
+from mercato.gateway.live.fleet import stop_process, wait_ready
 from mercato.gateway.live.startup import render_summary, startup_summary
+from mercato.ports import free_port
 
 
 def test_mercato_serve_prints_the_summary_once_then_logs_each_request(tmp_path):

@@ -36,8 +36,9 @@ import aiohttp
 import numpy as np
 import uvloop
 
-from mercato.gateway.live.fleet import free_port, stop_process, wait_ready
+from mercato.gateway.live.fleet import stop_process, wait_ready
 from mercato.heap import freeze_startup_objects
+from mercato.ports import free_port
 
 PROFILE = "qwen3-8b"
 PROMPT = [{"role": "system", "content": "Answer in one short sentence."},

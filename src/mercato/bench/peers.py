@@ -20,8 +20,9 @@ from pathlib import Path
 import yaml
 
 from mercato.gateway.live.config import AccountingConfig, GatewayConfig, PolicyConfig, ServerConfig
-from mercato.gateway.live.fleet import EngineFleet, free_port, stop_process, wait_ready
+from mercato.gateway.live.fleet import EngineFleet, stop_process, wait_ready
 from mercato.gateway.live.ledger import remove_ledger
+from mercato.ports import free_port
 
 SGLANG_POLICIES = ("cache_aware", "round_robin")
 

@@ -21,6 +21,9 @@ _CHECKS = ("kv_hit", "ttft_p50", "ttft_p95", "cost")
 SPREAD = ("kv_hit", "ttft_p95_ms", "mean_cost")  # shown as lo-hi when a cell ran several seeds
 ABLATION_COLUMNS = ("fleet", "workload", "variant", "kv_hit", "ttft_p50_ms", "ttft_p95_ms", "mean_cost",
                     "accuracy", "welfare")
+STATE_COLUMNS = ("scenario", "router", "state", "seeds", "requests", "errors", "kv_hit", "ttft_p50_ms",
+                 "ttft_p95_ms", "mean_cost")
+GAIN_COLUMNS = ("scenario", "router", "kv_hit", "ttft_p50_ms", "ttft_p95_ms", "mean_cost")
 _PLOTTED = (("kv_hit", "KV hit rate"), ("ttft_p95_ms", "TTFT p95 (ms)"), ("mean_cost", "mean cost (credits)"))
 
 
@@ -98,16 +101,39 @@ def _missed_table(lost: list[dict[str, Any]]) -> str:
          fmt(t.get("floor_ratio"))) for t in lost])
 
 
-def write(report: dict[str, Any], ablation: list[dict[str, Any]], out: Path) -> list[Path]:
+def _state_section(state: dict[str, Any]) -> list[str]:
+    """Exact cache state (KV events) against the prefix ledger, from :mod:`mercato.bench.routing_state`."""
+    s = state["settings"]
+    met = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in state["targets_met"].items())
+    rows = [[fmt(r.get(c)) for c in STATE_COLUMNS] for r in state["rows"]]
+    gains = [[fmt(g.get(c)) for c in GAIN_COLUMNS] for g in state["gains"]]
+    return ["## Cache state: exact (KV events) against approximate (prefix ledger)", "",
+            f"The {s['fleet']} fleet on {s['workload']}/{s['arrival']}, engines that publish KV events, "
+            f"{s['repeats']} seed(s). `default`: the engines' own KV pools, {s['turns']}-turn dialogues; "
+            f"`pressure`: {s['pressure_blocks']} blocks of 16 tokens per engine and "
+            f"{s['pressure_turns']}-turn dialogues, so evictions decide where a turn still hits. "
+            f"Target: {met}.", "",
+            markdown_table(STATE_COLUMNS, rows), "",
+            "Exact minus approximate:", "",
+            markdown_table(GAIN_COLUMNS, gains), ""]
+
+
+def write(report: dict[str, Any], ablation: list[dict[str, Any]], out: Path,
+          state: dict[str, Any] | None = None) -> list[Path]:
     """Under ``out``: routing.csv (per-cell means), runs.csv (per seed), routing.json, ablation.csv,
-    routing.png and report.md."""
+    state.csv (when the cache-state comparison ran), routing.png and report.md."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [write_csv(out / "routing.csv", report["rows"]),
              write_csv(out / "runs.csv", report.get("runs", report["rows"])),
-             write_json(out / "routing.json", {**report, "ablation": ablation})]
+             write_json(out / "routing.json", {**report, "ablation": ablation, "cache_state": state})]
     if ablation:
         paths.append(write_csv(out / "ablation.csv", ablation, ABLATION_COLUMNS))
+    if state is not None:
+        paths.append(write_csv(out / "state.csv", state["rows"], STATE_COLUMNS))
     if report["rows"]:
         paths.append(plot(report["rows"], out / "routing.png"))
-    (out / "report.md").write_text(_markdown(report, ablation))
+    text = _markdown(report, ablation)
+    if state is not None:
+        text += "\n".join(["", *_state_section(state)])
+    (out / "report.md").write_text(text)
     return [*paths, out / "report.md"]

@@ -65,6 +65,12 @@ class StateSettings:
                self.max_num_seqs, self.max_tokens, self.repeats) < 1 or self.speed <= 0:
             raise ValueError("sizes must be >= 1 and speed > 0")
 
+    @classmethod
+    def smoke(cls, seed: int = 0, repeats: int = 1) -> StateSettings:
+        """8 dialogues, 4 at a time, 3 turns (4 under pressure on 96-block pools): a smoke run."""
+        return cls(seed=seed, repeats=repeats, dialogues=8, concurrency=4, turns=3, pressure_turns=4,
+                   pressure_blocks=96)
+
     def cells(self) -> int:
         """Runs in one report."""
         return self.repeats * len(self.scenarios) * len(self.routers) * len(STATES)

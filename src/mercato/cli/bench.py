@@ -241,9 +241,12 @@ def bench_routing(
         "--quick", help="One fleet, one workload, burst arrivals, fewer dialogues: a smoke run.")] = False,
     out: Annotated[Path, typer.Option(help="Folder for CSV, JSON, PNG and markdown.")] = Path(
         "results/bench/routing"),
+    state: Annotated[bool, typer.Option(
+        "--state/--no-state", help="Also compare exact cache state (KV events) with the prefix ledger, "
+        "with and without memory pressure (what `bench routing-state` runs).")] = True,
 ) -> None:
     """mercato's auction against the real sglang-router (and its own rules) on the same live work."""
-    from mercato.bench import routing, routing_ablation, routing_report
+    from mercato.bench import routing, routing_ablation, routing_report, routing_state
 
     try:
         settings = (routing.RoutingSettings(fleets=("four",), workloads=("coqa",), arrivals=("burst",),
@@ -260,9 +263,16 @@ def bench_routing(
         ablate = bar.add_task("ablation", total=len(settings.fleets) * len(settings.workloads)
                               * len(routing_ablation.VARIANTS))
         ablation = routing_ablation.run(settings, on_row=lambda _: bar.advance(ablate))
-    paths = routing_report.write(report, ablation, out)
+        cache_state = None
+        if state:
+            state_settings = (routing_state.StateSettings.smoke(seed, repeats) if quick
+                              else routing_state.StateSettings(seed=seed, repeats=repeats))
+            states = bar.add_task("cache state", total=state_settings.cells())
+            cache_state = routing_state.run(state_settings, on_cell=lambda _: bar.advance(states))
+    paths = routing_report.write(report, ablation, out, cache_state)
     if json_out:
-        typer.echo(json.dumps({**report, "ablation": ablation}, indent=2, default=float))
+        typer.echo(json.dumps({**report, "ablation": ablation, "cache_state": cache_state}, indent=2,
+                              default=float))
         return
     print_table("bench routing: one fresh fleet per router, same seeded work", report["rows"],
                 ["fleet", "workload", "arrival", "router", "kv_hit", "ttft_p50_ms", "ttft_p95_ms",
@@ -275,8 +285,10 @@ def bench_routing(
                  "cost_ratio", "floor_ratio", "all"])
     print_table("same gateway: auction vs mercato's cache_aware", report["same_gateway"],
                 ["fleet", "workload", "arrival", "kv_hit", "ttft_p50", "ttft_p95", "cost", "all"])
+    if cache_state is not None:
+        _print_state(cache_state)
     stderr.print("wrote " + ", ".join(str(p) for p in paths))
-    _print_targets(report)
+    _print_targets({"targets_met": {**report["targets_met"], **(cache_state or {}).get("targets_met", {})}})
 
 
 @bench_app.command("kv-index")
@@ -321,10 +333,8 @@ def bench_routing_state(
     """Routing on exact cache state from KV events against the prefix ledger, with and without pressure."""
     from mercato.bench import routing_state
 
-    settings = routing_state.StateSettings(seed=seed, repeats=repeats)
-    if quick:
-        settings = routing_state.StateSettings(seed=seed, repeats=repeats, dialogues=8, concurrency=4,
-                                               turns=3, pressure_turns=4, pressure_blocks=96)
+    settings = (routing_state.StateSettings.smoke(seed, repeats) if quick
+                else routing_state.StateSettings(seed=seed, repeats=repeats))
     with progress() as bar:
         task = bar.add_task("bench routing-state", total=settings.cells())
         report = routing_state.run(settings, on_cell=lambda _: bar.advance(task))
@@ -334,9 +344,14 @@ def bench_routing_state(
     if json_out:
         typer.echo(json.dumps(report, indent=2))
         return
-    print_table("routing on approximate (prefix ledger) vs exact (KV events) cache state", report["rows"],
-                ["scenario", "router", "state", "seeds", "requests", "errors", "kv_hit", "ttft_p50_ms",
-                 "ttft_p95_ms", "mean_cost"])
-    print_table("exact minus approximate", report["gains"],
-                ["scenario", "router", "kv_hit", "ttft_p50_ms", "ttft_p95_ms", "mean_cost"])
+    _print_state(report)
     _print_targets(report)
+
+
+def _print_state(report: dict[str, Any]) -> None:
+    """The tables of the cache-state comparison (`bench routing-state`, and `bench routing --state`)."""
+    from mercato.bench.routing_report import GAIN_COLUMNS, STATE_COLUMNS
+
+    print_table("routing on approximate (prefix ledger) vs exact (KV events) cache state", report["rows"],
+                list(STATE_COLUMNS))
+    print_table("exact minus approximate", report["gains"], list(GAIN_COLUMNS))

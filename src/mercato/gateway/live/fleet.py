@@ -9,7 +9,6 @@ loopback ports, waits until every `/health` answers, and stops the children on e
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import httpx
 
 from mercato.engine import get_profile
 from mercato.gateway.live.config import KNOWN_TOKENIZER, BackendConfig, KVEventsSource, Prices
+from mercato.ports import free_ports
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
@@ -53,13 +53,6 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float, name: 
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not become ready in {timeout_s:.0f} s")
             time.sleep(0.05)
-
-
-def free_port() -> int:
-    """A currently unused loopback TCP port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -101,8 +94,10 @@ class EngineFleet:
         events, and its backend config subscribes."""
         for p in profiles:
             get_profile(p)  # fail early, naming the unknown profile
-        self.engines = [EngineSpec(f"{p}-{k}", p, free_port(),
-                                   (free_port(), free_port()) if kv_events else None)
+        per_engine = 3 if kv_events else 1  # HTTP, and the KV events' PUB and replay sockets
+        ports = iter(free_ports(per_engine * len(profiles)))
+        self.engines = [EngineSpec(f"{p}-{k}", p, next(ports),
+                                   (next(ports), next(ports)) if kv_events else None)
                         for k, p in enumerate(profiles)]
         self.speed, self.seed = speed, seed
         self.max_num_seqs, self.gpu_memory_utilization = max_num_seqs, gpu_memory_utilization
