@@ -10,7 +10,6 @@ import sys
 import time
 
 import httpx
-import msgspec
 import pytest
 import zmq
 
@@ -20,45 +19,7 @@ from mercato.engine.kv_cache import BLOCK_TOKENS
 from mercato.engine.kv_events import KVEventLog
 from mercato.engine.tokenizer import token_ids
 from mercato.gateway.live.fleet import EngineFleet
-
-# ---- vLLM's schema, written from vllm/distributed/kv_events.py (array-like releases) ----------
-
-
-class EventBatch(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
-    ts: float
-    events: list
-    data_parallel_rank: int | None = None
-
-
-class KVCacheEvent(msgspec.Struct, array_like=True, omit_defaults=True, gc=False, tag=True):
-    pass
-
-
-class BlockStored(KVCacheEvent):
-    block_hashes: list[int | bytes]
-    parent_block_hash: int | bytes | None
-    token_ids: list[int]
-    block_size: int
-    lora_id: int | None
-    medium: str | None
-    lora_name: str | None
-
-
-class BlockRemoved(KVCacheEvent):
-    block_hashes: list[int | bytes]
-    medium: str | None
-
-
-class AllBlocksCleared(KVCacheEvent):
-    pass
-
-
-class KVEventBatch(EventBatch):
-    events: list[BlockStored | BlockRemoved | AllBlocksCleared]
-
-
-VLLM_DECODER = msgspec.msgpack.Decoder(KVEventBatch)
-END_SEQ = (-1).to_bytes(8, "big", signed=True)
+from vllm_kv_schema import END_SEQ, VLLM_DECODER, AllBlocksCleared, BlockStored
 
 # ---- token ids -------------------------------------------------------------------------------
 

@@ -15,8 +15,9 @@ from mercato.engine.kv_cache import BLOCK_TOKENS
 from mercato.engine.kv_events import KVEventLog
 from mercato.engine.tokenizer import token_ids
 from mercato.gateway.core.affinity import CacheAffinity
-from mercato.gateway.core.kv_index import IndexFull, KVIndex, chain, prompt_chain
+from mercato.gateway.core.kv_index import IndexFull, KVIndex
 from mercato.gateway.core.prefix import PrefixLedger
+from mercato.gateway.core.prompt_blocks import chain, prompt_chain
 from mercato.gateway.core.router import Router
 from mercato.gateway.core.types import BackendSpec, BuyerReport, RouteRequest
 
@@ -119,7 +120,7 @@ def test_affinity_comes_from_the_index_only_where_it_is_exact():
     for name in ("stale", "plain"):
         ledger.observe(name, "s", prompt[:300], affinity=0.0, prompt_tokens=1, cached_tokens=0)
     out = np.zeros(3)
-    CacheAffinity(["exact", "stale", "plain"], ledger, index).affinity_row("s", prompt, out)
+    CacheAffinity(["exact", "stale", "plain"], ledger, index).affinity_row(_request(prompt), out)
     assert out[0] == pytest.approx(len(keys) * 64 / len(prompt))
     assert out[1] == out[2] == pytest.approx(300 / len(prompt))  # the ledger's guess
 

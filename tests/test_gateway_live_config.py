@@ -71,7 +71,7 @@ def test_bad_capacity_names_its_index_and_field():
     ({"backends": [backend("a")], "api_keys": {"short": "alice"}}, "api_keys:"),
     ({"backends": [backend("a", model="mercato")]}, "reserved"),
     ({"backends": [backend("a", api_key="k", api_key_env="K")]}, "backends.0:"),
-    # exact KV state needs the engine's tokenizer: a real vLLM's events are refused, not silently unmatched
+    # exact KV state needs the engine's own tokenizer, named: none or an unknown one is refused
     ({"backends": [backend("a", kv_events={"endpoint": "tcp://127.0.0.1:5557"})]},
      "backends.0.kv_events.tokenizer:"),
     ({"backends": [backend("a", kv_events={"endpoint": "tcp://127.0.0.1:5557", "tokenizer": "Qwen/Qwen3"})]},

@@ -31,7 +31,8 @@ from mercato.engine import EngineCore, EngineRequest, get_profile
 from mercato.engine.chat import render_chat
 from mercato.engine.kv_cache import BLOCK_TOKENS
 from mercato.engine.kv_events import ARRAY, KVEventLog, encode_batch
-from mercato.gateway.core.kv_index import KVIndex, prompt_chain
+from mercato.gateway.core.kv_index import KVIndex
+from mercato.gateway.core.prompt_blocks import prompt_chain
 from mercato.gateway.live.config import KNOWN_TOKENIZER, KVEventsSource
 from mercato.gateway.live.kv_subscriber import KVEventSubscriber
 from mercato.gateway.live.metrics import GatewayMetrics

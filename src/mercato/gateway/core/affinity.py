@@ -14,16 +14,17 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from mercato.engine.tokenizer import CHARS_PER_TOKEN
-from mercato.gateway.core.kv_index import KVIndex, prompt_chain
+from mercato.gateway.core.kv_index import KVIndex
 from mercato.gateway.core.prefix import PrefixLedger
+from mercato.gateway.core.prompt_blocks import PromptBlocks
+from mercato.gateway.core.types import RouteRequest
 
 
 class AffinitySource(Protocol):
     """What the market builder needs: a prompt's affinity to every backend."""
 
-    def affinity_row(self, session: str, prompt: str, out: NDArray[np.float64]) -> None:
-        """Write the prompt's affinity to each backend into ``out`` (M,), which starts at zeros."""
+    def affinity_row(self, request: RouteRequest, out: NDArray[np.float64]) -> None:
+        """Write the request's affinity to each backend into ``out`` (M,), which starts at zeros."""
         ...
 
 
@@ -36,13 +37,14 @@ class CacheAffinity:
         followed = set(index.backends) if index is not None else set()
         self._indexed = [(j, name) for j, name in enumerate(backends) if name in followed]
 
-    def affinity_row(self, session: str, prompt: str, out: NDArray[np.float64]) -> None:
+    def affinity_row(self, request: RouteRequest, out: NDArray[np.float64]) -> None:
         """Ledger affinity for every backend, then exact affinity where the index is in sync."""
-        self.ledger.affinity_row(session, prompt, out)
+        self.ledger.affinity_row(request.session_id, request.prompt, out)
         index = self.index
-        if index is None or not prompt:
+        if index is None or not request.prompt:
             return
-        chains: dict[int, list[int]] = {}  # one chain per block size, computed once per prompt
+        # one chain per engine tokenizer and block size, computed once per request
+        chains: dict[tuple[PromptBlocks, int], tuple[list[int], float]] = {}
         for j, name in self._indexed:
             if not index.exact(name):
                 continue
@@ -50,11 +52,12 @@ class CacheAffinity:
             if block_size is None:  # in sync and nothing stored yet: nothing cached
                 out[j] = 0.0
                 continue
-            keys = chains.get(block_size)
-            if keys is None:
-                keys = chains[block_size] = prompt_chain(prompt, block_size)
-            cached = index.cached_blocks(name, keys) * block_size * CHARS_PER_TOKEN
-            out[j] = min(1.0, cached / len(prompt))
+            how = index.prompt_blocks(name)
+            found = chains.get((how, block_size))
+            if found is None:
+                found = chains[how, block_size] = how.blocks(request, block_size)
+            keys, length = found
+            out[j] = min(1.0, index.cached_blocks(name, keys) * block_size / length) if length else 0.0
 
     def exact(self) -> list[str]:
         """Backends whose affinity comes from the KV index right now."""

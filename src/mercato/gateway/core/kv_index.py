@@ -4,10 +4,10 @@ vLLM's events name blocks by the engine's own hashes, which depend on its hash f
 a request's blocks must be found without either. So every block is also keyed by a chain the
 gateway computes from token ids alone, ``key_i = hash((key_{i-1}, *ids_i))`` over block ``i``'s
 token ids, from :data:`ROOT`: a ``BlockStored`` event carries the token ids of the blocks it
-stores and the engine hash of their parent, whose key the index already holds. A prompt's chain
-is computed the same way from the engine's own rendering and token ids (the simulated engine's:
-:func:`mercato.engine.tokenizer.token_ids`; a real vLLM would need its model's tokenizer). Python's
-``hash`` of a tuple of ints is not salted, and keys never leave the process anyway.
+stores and the engine hash of their parent, whose key the index already holds. A request's chain
+is computed the same way from the engine's own rendering and token ids, per backend
+(:mod:`mercato.gateway.core.prompt_blocks`: the simulated engine's, or a Hugging Face model's
+tokenizer and chat template for a real vLLM).
 
 The index is trusted for a backend only while its event stream is unbroken since a point where the
 cache was known (:meth:`KVIndex.set_exact`, decided by the subscriber). Memory is bounded: more
@@ -19,28 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 
-from mercato.engine.chat import GENERATION_PROMPT
-from mercato.engine.tokenizer import CHARS_PER_TOKEN, token_ids
-
-ROOT = 0  # the key before a prompt's first block
-
-
-def chain(ids: Sequence[int], block_size: int, parent: int = ROOT) -> list[int]:
-    """Keys of the full blocks of ``ids``, chained from ``parent``."""
-    keys = []
-    for start in range(0, len(ids) - block_size + 1, block_size):
-        parent = hash((parent, *ids[start:start + block_size]))
-        keys.append(parent)
-    return keys
-
-
-def prompt_chain(prompt: str, block_size: int) -> list[int]:
-    """Keys of the prompt's blocks an engine can hit: it prefills ``prompt`` + the generation
-    prompt, caches full blocks, and always recomputes the last prompt token."""
-    text = prompt + GENERATION_PROMPT
-    tokens = -(-len(text) // CHARS_PER_TOKEN)
-    blocks = (tokens - 1) // block_size
-    return chain(token_ids(text[:blocks * block_size * CHARS_PER_TOKEN]).tolist(), block_size)
+from mercato.gateway.core.prompt_blocks import ROOT, SIMULATED, PromptBlocks, chain
 
 
 class IndexFull(Exception):
@@ -65,9 +44,12 @@ class _Blocks:
 class KVIndex:
     """Per backend, the blocks its engine reported stored and not yet removed."""
 
-    def __init__(self, max_blocks: Mapping[str, int]) -> None:
-        """``max_blocks``: the backends to follow, each with the most blocks to hold for it."""
+    def __init__(self, max_blocks: Mapping[str, int],
+                 prompt_blocks: Mapping[str, PromptBlocks] | None = None) -> None:
+        """``max_blocks``: the backends to follow, each with the most blocks to hold for it;
+        ``prompt_blocks``: how each one's engine tokenizes a request (default: the simulated engine)."""
         self._backends = {name: _Blocks(bound) for name, bound in max_blocks.items()}
+        self._prompt_blocks = {name: (prompt_blocks or {}).get(name, SIMULATED) for name in max_blocks}
         self.orphans = 0  # stored blocks whose parent the index did not hold (skipped)
         self.overflows = 0  # times a backend passed its bound (IndexFull)
 
@@ -75,6 +57,10 @@ class KVIndex:
     def backends(self) -> list[str]:
         """The backends whose events the index follows."""
         return list(self._backends)
+
+    def prompt_blocks(self, backend: str) -> PromptBlocks:
+        """How ``backend``'s engine turns a request into the blocks its events name."""
+        return self._prompt_blocks[backend]
 
     def stored(self, backend: str, hashes: Sequence[Hashable], parent: Hashable | None,
                ids: Sequence[int], block_size: int) -> int:

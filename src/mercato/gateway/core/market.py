@@ -100,7 +100,7 @@ class MarketBuilder:
         load = self.load
         affinity = np.zeros((n, m))
         for i, r in enumerate(batch):
-            self.prefix.affinity_row(r.session_id, r.prompt, affinity[i])
+            self.prefix.affinity_row(r, affinity[i])
         domains = np.array([domain_index(r.domain) for r in batch], dtype=np.int64)
         x = batch_features(
             prompt_tokens=np.array([r.prompt_tokens for r in batch], dtype=np.float64),

@@ -73,6 +73,7 @@ class RouteRequest:
     model: str = AUTO_MODEL
     gold_answer: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, Any]] | None = None  # a chat's messages, for engines with their own template
 
     @property
     def any_model(self) -> bool:

@@ -45,7 +45,8 @@ class Prices(_Section):
     output: NonNegative
 
 
-KNOWN_TOKENIZER = "mercato"  # the one token scheme the gateway can repeat (engine.tokenizer)
+KNOWN_TOKENIZER = "mercato"  # the simulated engine's token scheme (engine.tokenizer)
+HF_TOKENIZER = "hf:"  # prefix of a local Hugging Face model directory (gateway.core.hf_tokenizer)
 
 
 class KVEventsSource(_Section):
@@ -54,10 +55,11 @@ class KVEventsSource(_Section):
     ``endpoint``: the ZeroMQ PUB address to subscribe to; ``replay_endpoint``: its ROUTER replay
     socket, if any (missed batches are fetched there); ``topic``: the publisher's topic;
     ``max_blocks``: the most blocks the gateway's index holds for it (at least the engine's KV blocks);
-    ``tokenizer``: how the engine turns a prompt into the token ids its events carry, which the
-    gateway must repeat to find a prompt's blocks. Only ``mercato`` (the simulated engine's
-    4-character tokens) is known: a real vLLM's events would never match a prompt, and silently
-    zero its affinity, so such a config is refused rather than accepted.
+    ``tokenizer``: how the engine turns a request into the token ids its events carry, which the
+    gateway must repeat to find a request's blocks: ``mercato`` for mercato's simulated engine, or
+    ``hf:DIR`` for a vLLM serving a Hugging Face model whose ``tokenizer.json`` and
+    ``tokenizer_config.json`` (with its chat template) lie in the local directory ``DIR``. There is
+    no default: a wrong guess would never match an event and silently zero the backend's affinity.
     """
 
     endpoint: str
@@ -69,10 +71,19 @@ class KVEventsSource(_Section):
     @field_validator("tokenizer", mode="after")
     @classmethod
     def _known_tokenizer(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith(HF_TOKENIZER):
+            from mercato.gateway.core.hf_tokenizer import TokenizerError, load_tokenizer
+
+            try:
+                load_tokenizer(value.removeprefix(HF_TOKENIZER))
+            except TokenizerError as err:
+                raise ValueError(str(err)) from None
+            return value
         if value != KNOWN_TOKENIZER:
-            raise ValueError(f"must be {KNOWN_TOKENIZER!r} (mercato's simulated engine): the gateway finds a "
-                             "prompt's blocks only with the engine's own tokenizer, and it does not run a "
-                             "real model's tokenizer yet, so a vLLM's events would never match")
+            raise ValueError(f"must be {KNOWN_TOKENIZER!r} (mercato's simulated engine) or "
+                             f"'{HF_TOKENIZER}DIR' (a directory with the served model's tokenizer.json and "
+                             "tokenizer_config.json): the gateway finds a request's blocks only with the "
+                             "engine's own tokenizer")
         return value
 
     @field_validator("endpoint", "replay_endpoint")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Any
 
@@ -31,8 +32,10 @@ from zmq.utils.monitor import parse_monitor_message
 
 from mercato.engine.kv_events import MEDIUM_GPU
 from mercato.engine.kv_publisher import END_SEQ
+from mercato.gateway.core.hf_tokenizer import load_tokenizer
 from mercato.gateway.core.kv_index import IndexFull, KVIndex
-from mercato.gateway.live.config import GatewayConfig, KVEventsSource
+from mercato.gateway.core.prompt_blocks import SIMULATED, PromptBlocks, TokenizerPromptBlocks
+from mercato.gateway.live.config import HF_TOKENIZER, KNOWN_TOKENIZER, GatewayConfig, KVEventsSource
 from mercato.gateway.live.kv_wire import decode_batch
 from mercato.gateway.live.metrics import GatewayMetrics
 
@@ -42,8 +45,25 @@ REPLAY_TIMEOUT_S = 1.0  # silence from the replay endpoint after which the missi
 
 def kv_index(config: GatewayConfig) -> KVIndex | None:
     """The index of every backend that publishes KV events (None when none does)."""
-    bounds = {b.name: b.kv_events.max_blocks for b in config.backends if b.kv_events is not None}
-    return KVIndex(bounds) if bounds else None
+    sources = {b.name: b.kv_events for b in config.backends if b.kv_events is not None}
+    if not sources:
+        return None
+    return KVIndex({name: s.max_blocks for name, s in sources.items()},
+                   {name: prompt_blocks(s) for name, s in sources.items()})
+
+
+def prompt_blocks(source: KVEventsSource) -> PromptBlocks:
+    """How the backend's engine tokenizes a request, from the source's ``tokenizer``."""
+    tokenizer = source.tokenizer or KNOWN_TOKENIZER
+    if tokenizer.startswith(HF_TOKENIZER):
+        return _model_blocks(tokenizer.removeprefix(HF_TOKENIZER))
+    return SIMULATED
+
+
+@functools.lru_cache(maxsize=16)
+def _model_blocks(directory: str) -> PromptBlocks:
+    """One chainer per model directory, so backends serving one model share each request's chain."""
+    return TokenizerPromptBlocks(load_tokenizer(directory))
 
 
 class KVEventSubscriber:

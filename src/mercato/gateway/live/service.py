@@ -231,7 +231,8 @@ class Gateway:
             max_tokens=request.max_tokens or self.config.buyer_defaults.max_tokens, session_id=session,
             turn=turn, domain=request.domain, source=trace.source,
             buyer=buyer or request.user or ANONYMOUS, report=report, arrival=time.time(),
-            stream=request.stream, model=request.model, gold_answer=request.gold_answer)
+            stream=request.stream, model=request.model, gold_answer=request.gold_answer,
+            messages=request.messages)
 
     async def decide(self, req: RouteRequest) -> Dispatch:
         """Wait for the request's micro-batch to be allocated; 429 when the queue is full."""
