@@ -57,11 +57,13 @@ ROUTED = {f"/v1/{kind}": kind for kind in (CHAT, COMPLETIONS, EMBEDDINGS)}
 ROUTED_ERRORS = {
     400: "invalid body or parameter (param names it), or a prompt the backend refused",
     401: "API keys are enabled and the request has no valid one",
+    402: "the buyer's budget cannot cover the request (code insufficient_quota): do not retry",
     404: "the model is not served here (code model_not_found)",
     405: "method other than POST",
     413: "body over server.max_body_bytes",
     422: "no backend can meet mercato.deadline_ms (code deadline_infeasible): do not retry as is",
-    429: "queue full or held too long under overload: retry after Retry-After seconds",
+    429: "queue full or held too long under overload, or the buyer over its rpm or tpm (code "
+         "rate_limit_exceeded): retry after Retry-After seconds",
     502: "every backend failed, or the serving backend broke mid-stream",
     503: "no healthy backend serves the model: retry after Retry-After seconds",
 }
@@ -188,15 +190,16 @@ def _routed_declarations() -> APIRouter:
 
 
 def create_app(config: GatewayConfig, router: RoutingCore | None = None, *,
-               store: AccountingStore | None = None) -> GatewayApp:
+               store: AccountingStore | None = None, replicas: int | None = None) -> GatewayApp:
     """The gateway as an ASGI app; ``router`` defaults to a Router built from ``config``.
 
     The app writes one ledger record per served request into ``store`` (the caller keeps it open
     and closes it); without ``store`` it opens SQLite at ``config.accounting.db`` when it builds
     the router itself, and writes nothing when the caller brought a router (which then accounts
-    for itself, e.g. through the store it was given).
+    for itself, e.g. through the store it was given). ``replicas``: how many gateway replicas
+    share the budgets and rate limits (default ``limits.replicas``).
     """
-    gw = Gateway(config, router, store)
+    gw = Gateway(config, router, store, replicas)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -247,14 +250,14 @@ def create_app(config: GatewayConfig, router: RoutingCore | None = None, *,
     @app.get("/v1/models", response_model=ModelList, responses=auth_error)
     async def models(request: Request) -> dict[str, Any]:
         """``mercato`` (the auction's automatic choice) and the backends' models."""
-        gw.authenticate(request.headers)
+        await gw.authenticate(request.headers)
         return {"object": "list", "data": [model_object(name) for name in [AUTO_MODEL, *gw.models]]}
 
     @app.get("/v1/models/{model_id:path}", response_model=Model, responses={
         **auth_error, 404: {"model": ErrorResponse, "description": "not served here"}})
     async def model(model_id: str, request: Request) -> dict[str, Any]:
         """One served model; 404 (code model_not_found) for any other id."""
-        gw.authenticate(request.headers)
+        await gw.authenticate(request.headers)
         if model_id != AUTO_MODEL and model_id not in gw.models:
             raise APIError(404, f"model {model_id!r} is not served here", param="model",
                            code="model_not_found")

@@ -23,6 +23,7 @@ from mercato.gateway.core.predictors import PredictorSettings
 from mercato.gateway.core.router import RouterSettings
 from mercato.gateway.core.valuation import ValuationSettings
 from mercato.gateway.live.openai_api import MAX_BID
+from mercato.gateway.live.secrets import UnsetVariable, expand_secrets
 
 NonNegative = Annotated[float, Field(ge=0.0)]
 Positive = Annotated[float, Field(gt=0.0)]
@@ -240,6 +241,58 @@ class StateConfig(_Section):
         return value
 
 
+class BuyerLimits(_Section):
+    """One buyer's budget and rate limits; an unset one does not limit.
+
+    ``budget``: credits the buyer may be charged in all (the ledger's ``payment``), counted where
+    the limits are kept (the process, or Redis); ``rpm``: requests per rate window; ``tpm``:
+    tokens (prompt + completion) per rate window.
+    """
+
+    budget: NonNegative | None = None
+    rpm: Annotated[int, Field(ge=1)] | None = None
+    tpm: Annotated[int, Field(ge=1)] | None = None
+
+    @property
+    def limited(self) -> bool:
+        """True when any of the three limits is set."""
+        return self.budget is not None or self.rpm is not None or self.tpm is not None
+
+
+class RuntimeKey(BuyerLimits):
+    """An API key an operator added at runtime (a value of the Redis hash ``mercato:keys``).
+
+    Its limits, where given, replace the config's for the buyer.
+    """
+
+    buyer: Annotated[str, Field(min_length=1)]
+
+
+class LimitsConfig(_Section):
+    """Per-buyer budgets and rate limits (see :mod:`mercato.gateway.live.limits`).
+
+    ``default``: the limits of every buyer not in ``buyers``; ``window_s``: the length of a rate
+    window (rpm and tpm count per window: keep 60 but to test); ``replicas``: how many gateway
+    replicas share the limits, each enforcing its 1/replicas share while Redis is unreachable
+    (``mercato serve --workers N`` sets it); ``runtime_keys``: also accept the API keys in the Redis
+    hash ``mercato:keys`` (needs ``state.redis_url``), re-read every ``keys_refresh_s``;
+    ``reservation_ttl_s``: how long a buyer's reservations outlive its last request in Redis (what a
+    replica killed mid-request holds back is freed then).
+    """
+
+    default: BuyerLimits = BuyerLimits()
+    buyers: dict[str, BuyerLimits] = Field(default_factory=dict)
+    window_s: Positive = 60.0
+    replicas: Annotated[int, Field(ge=1)] = 1
+    runtime_keys: bool = False
+    keys_refresh_s: Positive = 2.0
+    reservation_ttl_s: Positive = 600.0
+
+    def of(self, buyer: str) -> BuyerLimits:
+        """The configured limits of ``buyer``."""
+        return self.buyers.get(buyer, self.default)
+
+
 class ServerConfig(_Section):
     """Listening address and request size limit."""
 
@@ -302,6 +355,7 @@ class GatewayConfig(_Section):
     prefix: PrefixConfig = PrefixConfig()
     accounting: AccountingConfig = AccountingConfig()
     state: StateConfig = StateConfig()
+    limits: LimitsConfig = LimitsConfig()
     api_keys: dict[str, str] = Field(default_factory=dict)
     timeouts: TimeoutConfig = TimeoutConfig()
     retries: RetryConfig = RetryConfig()
@@ -330,6 +384,12 @@ class GatewayConfig(_Section):
                 raise ValueError(f"API key ...{key[-4:]} maps to an empty buyer name")
         return keys
 
+    @model_validator(mode="after")
+    def _runtime_keys_need_redis(self) -> GatewayConfig:
+        if self.limits.runtime_keys and self.state.redis_url is None:
+            raise ValueError("limits.runtime_keys: needs state.redis_url (the keys are read from Redis)")
+        return self
+
     def backend(self, name: str) -> BackendConfig:
         """The configuration of one backend by name."""
         for b in self.backends:
@@ -352,9 +412,13 @@ def _format_errors(err: ValidationError) -> str:
 
 
 def parse_config(data: Any) -> GatewayConfig:
-    """Validate an already-loaded mapping (from YAML, JSON or code)."""
+    """Validate an already-loaded mapping (from YAML, JSON or code), its ``${VAR}`` expanded first."""
     if not isinstance(data, dict):
         raise ConfigError("the configuration must be a mapping with at least a 'backends' list")
+    try:
+        data = expand_secrets(data)
+    except UnsetVariable as err:
+        raise ConfigError(str(err)) from None
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as err:

@@ -12,6 +12,7 @@ from typing import Any
 _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    402: "insufficient_quota",
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
@@ -27,8 +28,12 @@ class APIError(Exception):
     """A request the gateway answers with ``status`` and an OpenAI-style error object."""
 
     def __init__(self, status: int, message: str, *, param: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+                 code: str | None = None, headers: dict[str, str] | None = None,
+                 error_type: str | None = None) -> None:
+        """``error_type`` overrides the type the status implies (OpenAI's ``requests`` or ``tokens``
+        for a rate limit)."""
         super().__init__(message)
+        self.error_type = error_type
         self.status = status
         self.message = message
         self.param = param
@@ -37,7 +42,9 @@ class APIError(Exception):
 
     @property
     def type(self) -> str:
-        """OpenAI's error type for the status (``api_error`` for anything unlisted)."""
+        """The given type, else OpenAI's for the status (``api_error`` for anything unlisted)."""
+        if self.error_type is not None:
+            return self.error_type
         return _TYPES.get(self.status, "invalid_request_error" if self.status < 500 else "api_error")
 
     def body(self) -> dict[str, Any]:

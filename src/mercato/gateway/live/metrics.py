@@ -77,6 +77,15 @@ class GatewayMetrics:
                                       ["buyer", "status"], registry=r)
         self.buyer_spend = Counter("mercato_buyer_spend_credits", "What each buyer paid (its payments)",
                                    ["buyer"], registry=r)
+        self.limit_rejections = Counter("mercato_buyer_rejections",
+                                        "Requests refused by the buyer's budget or rate limits, by reason "
+                                        "(budget, rpm, tpm)", ["buyer", "reason"], registry=r)
+        self.budget_remaining = Gauge("mercato_buyer_budget_remaining_credits",
+                                      "Budget left to each buyer with a budget of its own in the config "
+                                      "(as this replica last saw it)", ["buyer"], registry=r)
+        self.limits_shared = Gauge("mercato_limits_shared",
+                                   "1 while budgets and rate limits are enforced in Redis, 0 while this "
+                                   "replica enforces them alone", registry=r)
         self.failovers = Counter("mercato_failovers", "Requests moved to another backend, by target",
                                  ["backend"], registry=r)
         self.queue = Gauge("mercato_batch_queue_length", "Requests waiting for a micro-batch", registry=r)
@@ -147,6 +156,14 @@ class GatewayMetrics:
         """Gauges of one backend's exact index, read live at scrape time."""
         self.kv_exact.labels(name).set_function(exact)
         self.kv_blocks.labels(name).set_function(blocks)
+
+    def watch_budget(self, buyer: str, remaining: Callable[[], float]) -> None:
+        """A buyer's remaining budget, read live at scrape time."""
+        self.budget_remaining.labels(self.buyer_label(buyer)).set_function(remaining)
+
+    def watch_shared_limits(self, shared: Callable[[], float]) -> None:
+        """Whether limits are shared through Redis now, read live at scrape time."""
+        self.limits_shared.set_function(shared)
 
     def watch_queue(self, length: Callable[[], float]) -> None:
         """The batch queue's length, read live at scrape time."""

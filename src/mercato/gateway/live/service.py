@@ -1,18 +1,19 @@
 """The gateway's request service, free of any web framework.
 
 One request (chat completion, completion or embedding) walks: authenticate (optional per-buyer
-keys) -> read a bounded body -> validate -> buyer report and session -> micro-batcher (the Router
-allocates the batch) -> forward along the ranking with failover
+keys) -> read a bounded body -> validate -> buyer report and session -> reserve within the buyer's
+budget and rate limits -> micro-batcher (the Router allocates the batch) -> the reservation
+resized to the price -> forward along the ranking with failover
 (:class:`~mercato.gateway.core.lifecycle.Dispatch` keeps the router's counts right) -> answer ->
-settle (the Router learns and prices) -> persist (the ledger record is committed before the
-response ends). :mod:`mercato.gateway.live.app` maps these steps onto HTTP.
+settle (the Router learns and prices; the reservation settles to the payment) -> persist (the
+ledger record is committed before the response ends). :mod:`mercato.gateway.live.app` maps these
+steps onto HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 import uuid
@@ -37,6 +38,7 @@ from mercato.gateway.live.assemble import batching_rule, build_router
 from mercato.gateway.live.backends import BackendPool, Forwarding
 from mercato.gateway.live.batcher import MicroBatcher, OverloadedError, QueueFullError
 from mercato.gateway.live.config import GatewayConfig
+from mercato.gateway.live.enforcement import Enforcement
 from mercato.gateway.live.errors import APIError
 from mercato.gateway.live.kv_subscriber import KVEventSubscribers, kv_index
 from mercato.gateway.live.ledger import GroupCommitter, SQLiteAccountingStore
@@ -66,15 +68,13 @@ T = TypeVar("T")
 _ID_PREFIX = {CHAT: "chatcmpl", COMPLETIONS: "cmpl"}
 
 
-def _key_digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
-
-
 class Gateway:
     """Everything one running gateway holds: router, batcher, backend pools, ledger, metrics."""
 
     def __init__(self, config: GatewayConfig, router: RoutingCore | None = None,
-                 store: AccountingStore | None = None) -> None:
+                 store: AccountingStore | None = None, replicas: int | None = None) -> None:
+        """``replicas``: how many gateway replicas share the budgets and rate limits (default
+        ``limits.replicas``); each enforces its share alone while Redis is unreachable."""
         self.config = config
         # The app writes the ledger (group commits from a worker thread, so that durable commits
         # never stall the event loop) into ``store``, or into SQLite at ``accounting.db`` when it
@@ -90,7 +90,8 @@ class Gateway:
         self.router: RoutingCore = router or build_router(config, self.kv_index)
         self.policy = str(self.router.snapshot()["policy"])
         self.metrics = GatewayMetrics({b.name: b.model for b in config.backends},
-                                      {*config.api_keys.values(), ANONYMOUS})
+                                      {*config.api_keys.values(), *config.limits.buyers, ANONYMOUS})
+        self.enforcement = Enforcement(config, self.metrics, replicas)
         self.access_log = AccessLog(config.logging) if config.logging.access_log else None
         self.reporter = OutcomeReporter(self.metrics, self.access_log)
         self.kv_events = (KVEventSubscribers(config, self.kv_index, self.metrics)
@@ -103,7 +104,6 @@ class Gateway:
             self._route, batching_rule(config), b.queue_limit, on_batch=self._on_batch,
             room=self._room, max_hold_s=b.max_hold_ms / 1000.0)
         self.models = sorted({bc.model for bc in config.backends})
-        self._keys = {_key_digest(k): buyer for k, buyer in config.api_keys.items()}
         for name, backend in self.pool.backends.items():
             self.metrics.watch_backend(name, lambda b=backend: b.in_flight,
                                        lambda b=backend: float(b.breaker.state))
@@ -113,9 +113,10 @@ class Gateway:
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        """Open the backend pools, start the health-check loop and follow the KV events."""
+        """Connect the limits, open the backend pools, start the health checks, follow the KV events."""
         if self.access_log is not None:
             self.access_log.start()
+        await self.enforcement.start()
         await self.pool.start()
         self._health_task = asyncio.create_task(self.pool.health_loop(), name="mercato-health")
         if self.kv_events is not None:
@@ -133,6 +134,7 @@ class Gateway:
         if self._learning is not None:
             self._learning.cancel()
         self._learn()
+        await self.enforcement.stop()
         self.reporter.flush()
         if self.access_log is not None:
             self.access_log.close()
@@ -187,12 +189,13 @@ class Gateway:
             self.batcher.wake()
 
     # ---- request pieces --------------------------------------------------------------------
-    def authenticate(self, headers: Mapping[str, str]) -> str | None:
+    async def authenticate(self, headers: Mapping[str, str]) -> str | None:
         """The buyer named by the bearer key, None when keys are not enabled; 401 otherwise."""
-        if not self._keys:
+        keys = self.enforcement.keys
+        if not keys.required:
             return None
         scheme, _, key = headers.get("authorization", "").partition(" ")
-        buyer = self._keys.get(_key_digest(key.strip())) if scheme.lower() == "bearer" else None
+        buyer = await keys.buyer(key.strip()) if scheme.lower() == "bearer" else None
         if buyer is None:
             raise APIError(401, "a valid API key is required: send 'Authorization: Bearer <key>'",
                            code="invalid_api_key")
@@ -280,6 +283,7 @@ class Gateway:
             self.metrics.failovers.labels(name).inc()
         if error is not None or fw.served is None:
             dispatch.fail(error or "not served")
+            self.enforcement.release(req, None, 0)
             return None
         prompt, cached, completion = token_counts(req, fw)
         text = fw.result.text
@@ -290,6 +294,7 @@ class Gateway:
             request_id=req.request_id, backend=fw.served, ok=True, ttft_s=fw.ttft_s,
             latency_s=fw.latency_s, prompt_tokens=prompt, cached_tokens=cached,
             completion_tokens=completion, text=text, correct=correct))
+        self.enforcement.release(req, record, prompt + completion)
         return record
 
     async def persist(self, record: LedgerRecord | None) -> None:
@@ -374,13 +379,25 @@ async def _guarded(gw: Gateway, dispatch: Dispatch, fw: Forwarding, step: Awaita
 
 async def admit(gw: Gateway, kind: str, headers: Mapping[str, str], body: AsyncIterator[bytes],
                 t0: float) -> tuple[ClientRequest, Dispatch]:
-    """Authenticate, read and validate a request to endpoint ``kind``, and wait for its routing."""
+    """Authenticate, read and validate a request to endpoint ``kind``, reserve within its buyer's
+    limits, and wait for its routing and price."""
     buyer = None
     try:
-        buyer = gw.authenticate(headers)
+        buyer = await gw.authenticate(headers)
         request = parse_request(kind, await gw.read_body(headers, body))
         req = gw.route_request(headers, request, buyer)
-        return request, await gw.decide(req)
+        await gw.enforcement.admit(req)
+        try:
+            dispatch = await gw.decide(req)
+            try:
+                await gw.enforcement.priced(dispatch)
+            except BaseException:
+                dispatch.fail("refused by the buyer's budget")
+                raise
+        except BaseException:
+            gw.enforcement.release(req, None, 0)
+            raise
+        return request, dispatch
     except APIError as err:
         gw.observe(err.status, t0, buyer=buyer, error=err, kind=kind)
         raise

@@ -1,0 +1,325 @@
+"""Budgets and rate limits in Redis, shared by gateway replicas, with a local fallback during outages.
+
+Every check-and-count is one Lua script, so two replicas admitting requests of one buyer at the
+same moment cannot both take the last credits of its budget. Keys (``{b}``: the buyer):
+
+- ``mercato:spent:{b}``: credits charged; ``mercato:reserved:{b}``: credits held by running
+  requests (expires ``reservation_ttl_s`` after the buyer's last reservation, which frees what a
+  replica killed mid-request held);
+- ``mercato:req:{b}:{k}`` and ``mercato:tok:{b}:{k}``: requests and tokens of rate window ``k``
+  (expire after two windows);
+- ``mercato:keys``: runtime API keys (:mod:`mercato.gateway.live.api_keys`).
+
+When Redis does not answer, the replica logs it once and enforces limits on its own counters
+(:class:`~mercato.gateway.live.limits.LocalLimiter`), each replica taking 1/``replicas`` of every
+rate limit and of the budget left at the outage, so that together they stay within the limits.
+It probes Redis meanwhile; once it answers, the replica adds what it charged during the outage
+to the shared spend (raising the spend first to what it last saw, for a restarted, empty
+server), puts back the runtime keys it knows, logs the recovery once and shares again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from mercato.gateway.live.config import BuyerLimits
+from mercato.gateway.live.limits import LimitExceeded, LocalLimiter, RateWindows, Reservation, check_admission
+from mercato.gateway.live.secrets import redact_url
+
+log = logging.getLogger("mercato.gateway")
+KEYS_HASH = "mercato:keys"
+TIMEOUT_S = 0.5  # a Redis slower than this counts as unreachable: requests must not wait on it
+PROBE_INTERVAL_S = 0.5
+# what counts as Redis being unreachable (a script error is a bug and is raised as such)
+OUTAGES = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+# KEYS: spent, reserved, requests, tokens; ARGV: budget, rpm, tpm (-1: none), credits, tokens,
+# window ttl, reservation ttl. Returns the state it decided on: status, spent, reserved, requests, tokens.
+_RESERVE = """
+local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+local reserved = tonumber(redis.call('GET', KEYS[2]) or '0')
+local requests = tonumber(redis.call('GET', KEYS[3]) or '0')
+local used = tonumber(redis.call('GET', KEYS[4]) or '0')
+local budget, rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local credits, tokens = tonumber(ARGV[4]), tonumber(ARGV[5])
+local status = 'ok'
+if budget >= 0 and spent + reserved + credits > budget then status = 'budget'
+elseif rpm >= 0 and requests + 1 > rpm then status = 'rpm'
+elseif tpm >= 0 and used > 0 and used + tokens > tpm then status = 'tpm'
+else
+  redis.call('INCR', KEYS[3])
+  redis.call('EXPIRE', KEYS[3], ARGV[6])
+  redis.call('INCRBY', KEYS[4], tokens)
+  redis.call('EXPIRE', KEYS[4], ARGV[6])
+  if credits > 0 then
+    redis.call('INCRBYFLOAT', KEYS[2], ARGV[4])
+    redis.call('EXPIRE', KEYS[2], ARGV[7])
+  end
+end
+return {status, tostring(spent), tostring(reserved), tostring(requests), tostring(used)}
+"""
+
+# KEYS: spent, reserved; ARGV: budget (-1: none), extra credits (may be negative), reservation ttl.
+_RESIZE = """
+local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+local reserved = tonumber(redis.call('GET', KEYS[2]) or '0')
+local budget, extra = tonumber(ARGV[1]), tonumber(ARGV[2])
+if extra > 0 and budget >= 0 and spent + reserved + extra > budget then
+  return {'budget', tostring(spent), tostring(reserved)}
+end
+redis.call('SET', KEYS[2], tostring(math.max(0, reserved + extra)), 'EX', ARGV[3])
+return {'ok', tostring(spent), tostring(reserved)}
+"""
+
+# KEYS: spent, reserved, tokens; ARGV: credits to release, credits to charge, token change, window ttl.
+_SETTLE = """
+local reserved = tonumber(redis.call('GET', KEYS[2]) or '0')
+local release = tonumber(ARGV[1])
+if release > 0 and reserved > 0 then
+  local ttl = redis.call('TTL', KEYS[2])
+  redis.call('SET', KEYS[2], tostring(math.max(0, reserved - release)))
+  if ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
+end
+local spent = redis.call('INCRBYFLOAT', KEYS[1], ARGV[2])
+local change = tonumber(ARGV[3])
+if change ~= 0 then
+  local used = tonumber(redis.call('GET', KEYS[3]) or '0')
+  redis.call('SET', KEYS[3], math.max(0, used + change), 'EX', ARGV[4])
+end
+return spent
+"""
+
+# KEYS: spent; ARGV: the spend this replica last saw, what it charged since. Returns the new spend.
+_RESYNC = """
+local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+if spent < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return redis.call('INCRBYFLOAT', KEYS[1], ARGV[2])
+"""
+
+
+def _spent_key(buyer: str) -> str:
+    return f"mercato:spent:{buyer}"
+
+
+def _reserved_key(buyer: str) -> str:
+    return f"mercato:reserved:{buyer}"
+
+
+def _window_keys(buyer: str, window: int) -> tuple[str, str]:
+    return f"mercato:req:{buyer}:{window}", f"mercato:tok:{buyer}:{window}"
+
+
+def _limit(value: float | None) -> float:
+    return -1 if value is None else value
+
+
+class RedisLimiter:
+    """Limits shared through Redis at ``url``; :attr:`shared` is False while it is unreachable."""
+
+    def __init__(self, url: str, windows: RateWindows, replicas: int, reservation_ttl_s: float) -> None:
+        self.url = url
+        self.windows = windows
+        self.replicas = replicas
+        self.shared = True
+        self.fallback = LocalLimiter(windows)
+        # called after each recovery, before sharing again (the key ring puts its keys back)
+        self.on_recovery: list[Callable[[], Awaitable[None]]] = []
+        self._client = redis.asyncio.Redis.from_url(
+            url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S, retry=Retry(NoBackoff(), 0))
+        self._reserve = self._client.register_script(_RESERVE)
+        self._resize = self._client.register_script(_RESIZE)
+        self._settle = self._client.register_script(_SETTLE)
+        self._resync = self._client.register_script(_RESYNC)
+        self._window_ttl = math.ceil(2 * windows.window_s)
+        self._reservation_ttl = math.ceil(reservation_ttl_s)
+        self._known: dict[str, float] = {}  # each buyer's spend as Redis last told it
+        self._probe: asyncio.Task[None] | None = None
+
+    # ---- lifecycle and health -------------------------------------------------------------
+    async def start(self) -> None:
+        """Check that Redis answers; if not, start on local limits (and keep probing)."""
+        try:
+            await self._client.ping()
+        except OUTAGES as err:
+            self.outage(err)
+
+    async def stop(self) -> None:
+        """Stop probing and close the connection pool."""
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        await self._client.aclose()
+
+    def outage(self, err: BaseException) -> None:
+        """Redis did not answer: enforce locally from now on, say so once, and probe for its return."""
+        if not self.shared:
+            return
+        self.shared = False
+        log.warning("state Redis at %s is unreachable (%s): enforcing budgets and rate limits locally, "
+                    "1/%d of each per replica, until it answers", redact_url(self.url),
+                    type(err).__name__, self.replicas)
+        self._probe = asyncio.create_task(self._probe_until_back(), name="mercato-redis-probe")
+
+    async def _probe_until_back(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL_S)
+            try:
+                await self._client.ping()
+                buyers = await self._resync_spend()
+                for restore in self.on_recovery:
+                    await restore()
+            except OUTAGES:
+                continue
+            self.shared = True
+            self._probe = None
+            log.warning("state Redis at %s answers again: budgets and rate limits shared again "
+                        "(spend of %d buyer(s) resynced)", redact_url(self.url), buyers)
+            return
+
+    async def _resync_spend(self) -> int:
+        """Raise each buyer's shared spend to what was last seen (a restarted Redis is empty) and add
+        what this replica charged while it was away; returns how many buyers were synced.
+
+        A charge is forgotten locally only once Redis has it, and charges made during the push are
+        pushed in the next round, so an outage in the middle loses nothing.
+        """
+        synced: set[str] = set()
+        todo = set(self._known) | set(self.fallback.spending())
+        while todo:
+            charged = self.fallback.spending()
+            for buyer in todo:
+                amount = charged.get(buyer, 0.0)
+                spent = await self._resync(keys=[_spent_key(buyer)],
+                                           args=[repr(self._known.get(buyer, 0.0)), repr(amount)])
+                self.fallback.discharge(buyer, amount)
+                self._known[buyer] = float(spent)
+            synced |= todo
+            todo = set(self.fallback.spending())
+        return len(synced)
+
+    # ---- the Limiter interface ------------------------------------------------------------
+    async def reserve(self, buyer: str, limits: BuyerLimits, credits: float, tokens: int) -> Reservation:
+        """Count and hold in Redis (or locally, while it is unreachable)."""
+        if self.shared:
+            try:
+                return await self._reserve_shared(buyer, limits, credits, tokens)
+            except OUTAGES as err:
+                self.outage(err)
+        return self.fallback.reserve_now(buyer, self.share(buyer, limits), credits, tokens)
+
+    async def _reserve_shared(self, buyer: str, limits: BuyerLimits, credits: float,
+                              tokens: int) -> Reservation:
+        window = self.windows.current()
+        reply = await self._reserve(
+            keys=[_spent_key(buyer), _reserved_key(buyer), *_window_keys(buyer, window)],
+            args=[_limit(limits.budget), _limit(limits.rpm), _limit(limits.tpm), repr(credits), tokens,
+                  self._window_ttl, self._reservation_ttl])
+        status = reply[0].decode()
+        spent, reserved, requests, used = (float(x) for x in reply[1:])
+        self._known[buyer] = spent
+        if status != "ok":
+            # the script refused for this reason: the same check here raises the same refusal
+            check_admission(buyer, limits, spent, reserved, int(requests), int(used), credits, tokens,
+                            self.windows.retry_after_s(window))
+        return Reservation(buyer, limits, credits, tokens, window, local=False)
+
+    def share(self, buyer: str, limits: BuyerLimits) -> BuyerLimits:
+        """This replica's part of ``limits`` while Redis is away: 1/replicas of each rate and of the
+        budget left when it was last seen."""
+        n = self.replicas
+        budget = (None if limits.budget is None
+                  else max(0.0, limits.budget - self._known.get(buyer, 0.0)) / n)
+        return BuyerLimits(budget=budget, rpm=None if limits.rpm is None else max(1, limits.rpm // n),
+                           tpm=None if limits.tpm is None else max(1, limits.tpm // n))
+
+    async def resize(self, res: Reservation, credits: float) -> None:
+        """Hold ``credits`` instead; an outage meanwhile lets the request keep its new price unchecked."""
+        if res.local or not self.shared:
+            if res.local:
+                self.fallback.resize_now(res, credits)
+            else:
+                res.credits = credits
+            return
+        try:
+            reply = await self._resize(keys=[_spent_key(res.buyer), _reserved_key(res.buyer)],
+                                       args=[_limit(res.limits.budget), repr(credits - res.credits),
+                                             self._reservation_ttl])
+        except OUTAGES as err:
+            self.outage(err)
+            res.credits = credits
+            return
+        spent, reserved = float(reply[1]), float(reply[2])
+        self._known[res.buyer] = spent
+        if reply[0].decode() != "ok":
+            assert res.limits.budget is not None  # only a budget refuses a resize
+            raise LimitExceeded("budget", res.buyer, res.limits.budget, spent + reserved - res.credits,
+                                credits, None)
+        res.credits = credits
+
+    async def settle(self, res: Reservation, credits: float, tokens: int) -> None:
+        """Charge and release in Redis; a local reservation is charged there too once it is back."""
+        if self.shared:
+            window = res.window if not res.local else self.windows.current()
+            now = self.windows.current()
+            same = window == now
+            change = tokens - res.tokens if not res.local else tokens
+            if not same:
+                change = max(0, change)
+            try:
+                spent = await self._settle(
+                    keys=[_spent_key(res.buyer), _reserved_key(res.buyer), _window_keys(res.buyer, now)[1]],
+                    args=[0.0 if res.local else repr(res.credits), repr(credits), change, self._window_ttl])
+                self._known[res.buyer] = float(spent)
+                if res.local:  # release what the local counters held for it
+                    self.fallback.settle_now(res, 0.0, res.tokens)
+                return
+            except OUTAGES as err:
+                self.outage(err)
+        if res.local:
+            self.fallback.settle_now(res, credits, tokens)
+        else:  # held in Redis, which is away: charge here, and the charge is pushed on recovery
+            self.fallback.settle_now(Reservation(res.buyer, res.limits, 0.0, 0, self.windows.current()),
+                                     credits, tokens)
+
+    def spent(self, buyer: str) -> float:
+        """The shared spend last seen plus what this replica charged while Redis was away."""
+        return self._known.get(buyer, 0.0) + self.fallback.spent(buyer)
+
+    # ---- runtime API keys -----------------------------------------------------------------
+    async def key_entries(self) -> dict[str, str] | None:
+        """Every entry of the runtime key hash (digest -> JSON); None while Redis is unreachable."""
+        if not self.shared:
+            return None
+        try:
+            raw: dict[Any, Any] = await self._client.hgetall(KEYS_HASH)
+        except OUTAGES as err:
+            self.outage(err)
+            return None
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def key_entry(self, digest: str) -> str | None:
+        """One entry of the runtime key hash; None when absent or while Redis is unreachable."""
+        if not self.shared:
+            return None
+        try:
+            raw = await self._client.hget(KEYS_HASH, digest)
+        except OUTAGES as err:
+            self.outage(err)
+            return None
+        return raw.decode() if raw is not None else None
+
+    async def restore_keys(self, entries: dict[str, str]) -> None:
+        """Put back runtime keys a restarted Redis lost (an entry already there is left alone)."""
+        for digest, entry in entries.items():
+            await self._client.hsetnx(KEYS_HASH, digest, entry)
