@@ -2,8 +2,9 @@
 
 An operator reading a log should not need the YAML file to know where the gateway listens, how
 it routes, which backends it offers at which prices, how it batches, where its ledger is and
-which backends it follows KV events from. In the access log's format: readable text, or one
-JSON object (``"event": "startup"``) for log pipelines.
+which backends it follows KV events from, which buyers are limited and where. It never shows a
+secret: URLs have their passwords masked, API keys are only counted. In the access log's format:
+readable text, or one JSON object (``"event": "startup"``) for log pipelines.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from typing import Any
 import orjson
 
 from mercato.gateway.live.config import GatewayConfig
+from mercato.gateway.live.secrets import redact_url
 
 
 def startup_summary(config: GatewayConfig, policy: str, host: str, port: int) -> dict[str, Any]:
     """The summary's facts (``policy``: the name the router reports)."""
-    b, log = config.batching, config.logging
+    b, log, limits = config.batching, config.logging, config.limits
     return {
         "event": "startup", "listen": f"http://{host}:{port}",
         "policy": {"name": policy, "seed": config.policy.seed, "congestion": config.policy.congestion},
-        "backends": [{"name": bc.name, "url": bc.url, "model": bc.model, "capacity": bc.capacity,
+        "backends": [{"name": bc.name, "url": redact_url(bc.url), "model": bc.model, "capacity": bc.capacity,
                       "prices": bc.prices.model_dump(), "hub": bc.hub,
                       "kv_events": bc.kv_events.endpoint if bc.kv_events else None}
                      for bc in config.backends],
@@ -29,6 +31,9 @@ def startup_summary(config: GatewayConfig, policy: str, host: str, port: int) ->
         "ledger": {"db": str(config.accounting.db.resolve()), "synchronous": config.accounting.synchronous},
         "kv_events": sum(bc.kv_events is not None for bc in config.backends),
         "buyers_with_keys": len(set(config.api_keys.values())),
+        "limits": {"buyers": len(limits.buyers), "default": limits.default.model_dump(),
+                   "window_s": limits.window_s, "runtime_keys": limits.runtime_keys,
+                   "redis": redact_url(config.state.redis_url) if config.state.redis_url else None},
         "access_log": {"format": log.format, "file": str(log.file) if log.file else "stderr"}
         if log.access_log else None,
         "health_interval_s": config.circuit_breaker.health_interval_s,
@@ -40,6 +45,7 @@ def render_summary(summary: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return orjson.dumps(summary).decode()
     p, b, ledger, access = summary["policy"], summary["batching"], summary["ledger"], summary["access_log"]
+    limits, default = summary["limits"], summary["limits"]["default"]
     lines = [f"mercato gateway on {summary['listen']}: policy {p['name']} (seed {p['seed']}, "
              f"congestion pricing {'on' if p['congestion'] else 'off'})",
              f"  backends ({len(summary['backends'])}), prices in credits per token "
@@ -59,8 +65,16 @@ def render_summary(summary: dict[str, Any], fmt: str) -> str:
         f"  api keys: {summary['buyers_with_keys']} buyer(s), each its own metrics label"
         if summary["buyers_with_keys"]
         else "  api keys: none (buyers named by the body's user field, else anonymous; label other)",
+        f"  limits: {limits['buyers']} buyer(s) with their own; others budget {_limit(default['budget'])}, "
+        f"rpm {_limit(default['rpm'])}, tpm {_limit(default['tpm'])} (per {limits['window_s']:g} s window); "
+        + (f"kept in Redis at {limits['redis']}" + (", runtime keys on" if limits["runtime_keys"] else "")
+           if limits["redis"] else "kept in this process"),
         f"  access log: {access['format']} to {access['file']}" if access else "  access log: off",
         "  ready (GET /ready) once a backend answers its health check, checked every "
         f"{summary['health_interval_s']:g} s",
     ]
     return "\n".join(lines)
+
+
+def _limit(value: float | None) -> str:
+    return "none" if value is None else f"{value:g}"
