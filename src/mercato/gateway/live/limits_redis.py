@@ -166,8 +166,8 @@ class RedisLimiter:
         if not self.shared:
             return
         self.shared = False
-        log.warning("state Redis at %s is unreachable (%s): enforcing budgets and rate limits locally, "
-                    "1/%d of each per replica, until it answers", redact_url(self.url),
+        log.warning("state Redis at %s is unreachable (%s): enforcing budgets and rate limits locally "
+                    "until it answers, this replica's share 1/%d of each", redact_url(self.url),
                     type(err).__name__, self.replicas)
         self._probe = asyncio.create_task(self._probe_until_back(), name="mercato-redis-probe")
 
@@ -270,16 +270,17 @@ class RedisLimiter:
     async def settle(self, res: Reservation, credits: float, tokens: int) -> None:
         """Charge and release in Redis; a local reservation is charged there too once it is back."""
         if self.shared:
-            window = res.window if not res.local else self.windows.current()
             now = self.windows.current()
-            same = window == now
-            change = tokens - res.tokens if not res.local else tokens
-            if not same:
-                change = max(0, change)
+            if res.local:  # neither its credits nor its tokens are in Redis: count all its tokens now
+                release, change = 0.0, tokens
+            else:
+                release, change = res.credits, tokens - res.tokens
+                if res.window != now:  # its window is over: tokens past the reservation count in this one
+                    change = max(0, change)
             try:
                 spent = await self._settle(
                     keys=[_spent_key(res.buyer), _reserved_key(res.buyer), _window_keys(res.buyer, now)[1]],
-                    args=[0.0 if res.local else repr(res.credits), repr(credits), change, self._window_ttl])
+                    args=[repr(release), repr(credits), change, self._window_ttl])
                 self._known[res.buyer] = float(spent)
                 if res.local:  # release what the local counters held for it
                     self.fallback.settle_now(res, 0.0, res.tokens)

@@ -45,7 +45,6 @@ def render_summary(summary: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return orjson.dumps(summary).decode()
     p, b, ledger, access = summary["policy"], summary["batching"], summary["ledger"], summary["access_log"]
-    limits, default = summary["limits"], summary["limits"]["default"]
     lines = [f"mercato gateway on {summary['listen']}: policy {p['name']} (seed {p['seed']}, "
              f"congestion pricing {'on' if p['congestion'] else 'off'})",
              f"  backends ({len(summary['backends'])}), prices in credits per token "
@@ -65,10 +64,7 @@ def render_summary(summary: dict[str, Any], fmt: str) -> str:
         f"  api keys: {summary['buyers_with_keys']} buyer(s), each its own metrics label"
         if summary["buyers_with_keys"]
         else "  api keys: none (buyers named by the body's user field, else anonymous; label other)",
-        f"  limits: {limits['buyers']} buyer(s) with their own; others budget {_limit(default['budget'])}, "
-        f"rpm {_limit(default['rpm'])}, tpm {_limit(default['tpm'])} (per {limits['window_s']:g} s window); "
-        + (f"kept in Redis at {limits['redis']}" + (", runtime keys on" if limits["runtime_keys"] else "")
-           if limits["redis"] else "kept in this process"),
+        _limits_line(summary["limits"]),
         f"  access log: {access['format']} to {access['file']}" if access else "  access log: off",
         "  ready (GET /ready) once a backend answers its health check, checked every "
         f"{summary['health_interval_s']:g} s",
@@ -76,5 +72,13 @@ def render_summary(summary: dict[str, Any], fmt: str) -> str:
     return "\n".join(lines)
 
 
-def _limit(value: float | None) -> str:
-    return "none" if value is None else f"{value:g}"
+def _limits_line(limits: dict[str, Any]) -> str:
+    """Who is limited, by what, and where the counters are kept."""
+    default = limits["default"]
+    where = (f"kept in Redis at {limits['redis']}" + (", runtime keys on" if limits["runtime_keys"] else "")
+             if limits["redis"] else "kept in this process")
+    if not limits["buyers"] and all(v is None for v in default.values()) and not limits["runtime_keys"]:
+        return f"  limits: none (no budget or rate limit configured); {where}"
+    shown = ", ".join(f"{name} {'none' if v is None else f'{v:g}'}" for name, v in default.items())
+    return (f"  limits: {limits['buyers']} buyer(s) with their own, others {shown} "
+            f"(rates per {limits['window_s']:g} s window); {where}")
