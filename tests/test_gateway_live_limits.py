@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -40,10 +41,11 @@ def server():
 
 
 def limited(urls: dict[str, str], db: Path, alice: dict[str, Any], **sections: Any) -> Any:
+    """A gateway config whose buyer alice has the limits ``alice``; ``sections`` add or replace."""
     return config_for(urls, db, cluster={"small": "qwen3-4b", "medium": "qwen3-8b"},
-                      api_keys={KEY: "alice"}, logging={"access_log": False},
-                      limits={"window_s": WINDOW_S, "buyers": {"alice": alice},
-                              **sections.pop("limits", {})}, **sections)
+                      **({"api_keys": {KEY: "alice"}, "logging": {"access_log": False}} | sections
+                         | {"limits": {"window_s": WINDOW_S, "buyers": {"alice": alice}}
+                            | sections.get("limits", {})}))
 
 
 def ask(client: httpx.Client, max_tokens: int = 8, key: str = KEY) -> httpx.Response:
@@ -130,36 +132,58 @@ def test_two_replicas_racing_on_one_budget_charge_at_most_one_request_over_it(cl
         sum(payments))
 
 
-def test_redis_outage_falls_back_to_local_shares_and_recovers(cluster, tmp_path, caplog):
+def test_redis_stopped_under_load_replicas_serve_on_local_shares_then_resync(cluster, tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="mercato.gateway")
+    bob = "sk-bob-9876543210"
+    dbs = [tmp_path / "a.sqlite", tmp_path / "b.sqlite"]
     with embedded_redis() as srv, ExitStack() as stack:
-        config = limited(cluster, tmp_path / "l.sqlite", {"rpm": 4, "budget": 1000.0}, limits={"replicas": 2},
-                         state={"redis_url": srv.url})
-        url, gw = stack.enter_context(gateway(config))
-        client = stack.enter_context(httpx.Client(base_url=url, timeout=30))
-        assert ask(client).status_code == 200
-        spent_before = float(redis.Redis.from_url(srv.url).get("mercato:spent:alice"))
-        srv.stop()
-        fresh_window()
-        # served on local limits: half of the 4 requests per window, as one of two replicas
-        assert [ask(client).status_code for _ in range(3)] == [200, 200, 429]
-        assert gw.enforcement.limiter.shared is False
-        down = [r for r in caplog.records if "unreachable" in r.getMessage()]
-        assert len(down) == 1 and "1/2" in down[0].getMessage()
-        srv.start()  # empty: the replica must bring back the spend
-        deadline = time.monotonic() + 10
-        while not gw.enforcement.limiter.shared and time.monotonic() < deadline:
+        gateways = [stack.enter_context(gateway(limited(
+            cluster, db, {"rpm": 4, "budget": 1000.0}, api_keys={KEY: "alice", bob: "bob"},
+            limits={"replicas": 2, "buyers": {"alice": {"rpm": 4, "budget": 1000.0},
+                                              "bob": {"budget": 1e6, "tpm": 10**6}}},
+            state={"redis_url": srv.url}))) for db in dbs]
+        clients = [stack.enter_context(httpx.Client(base_url=url, timeout=30)) for url, _ in gateways]
+        limiters = [gw.enforcement.limiter for _, gw in gateways]
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def load(i: int) -> None:
+            while not stop.is_set():
+                statuses.append(ask(clients[i % 2], key=bob).status_code)
+
+        with ThreadPoolExecutor(4) as pool:
+            for i in range(4):
+                pool.submit(load, i)
+            time.sleep(0.3)
+            srv.stop()
+            fresh_window()
+            # served on local limits: half of alice's 4 requests per window, as one of two replicas
+            assert [ask(clients[0]).status_code for _ in range(3)] == [200, 200, 429]
+            assert not any(lim.shared for lim in limiters)
+            served_in_outage = len(statuses)
+            srv.start()  # empty: the replicas must bring back the spend
+            deadline = time.monotonic() + 10
+            while not all(lim.shared for lim in limiters) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            stop.set()
+        assert all(lim.shared for lim in limiters)
+        assert len(statuses) > served_in_outage > 0 and set(statuses) == {200}
+        messages = [r.getMessage() for r in caplog.records]
+        assert len([m for m in messages if "unreachable" in m and "share 1/2" in m]) == 2  # once per replica
+        assert len([m for m in messages if "answers again" in m]) == 2
+        # what both replicas charged, before, during and after the outage, is Redis's spend again
+        paid = sum(r["payment"] for db in dbs for r in ledger_rows(db) if r["buyer"] == "bob")
+        r = redis.Redis.from_url(srv.url)
+        deadline = time.monotonic() + 5
+        while abs(float(r.get("mercato:spent:bob") or 0) - paid) > 1e-6 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert gw.enforcement.limiter.shared
-        assert len([r for r in caplog.records if "answers again" in r.getMessage()]) == 1
-        spent = float(redis.Redis.from_url(srv.url).get("mercato:spent:alice"))
-        assert spent == pytest.approx(gw.enforcement.limiter.spent("alice"))
-        assert spent > spent_before
+        assert float(r.get("mercato:spent:bob")) == pytest.approx(paid)
         fresh_window()
-        # shared again: the whole limit of 4, counted in Redis
-        assert [ask(client).status_code for _ in range(5)] == [200, 200, 200, 200, 429]
+        # shared again: the whole limit of 4 across both replicas, counted in Redis
+        assert [ask(clients[i % 2]).status_code for i in range(5)] == [200, 200, 200, 200, 429]
         window = math.floor(time.time() / WINDOW_S)
-        assert int(redis.Redis.from_url(srv.url).get(f"mercato:req:alice:{window}")) == 4
+        assert int(r.get(f"mercato:req:alice:{window}")) == 4
 
 
 def test_a_key_added_in_redis_at_runtime_is_accepted_with_its_limits(cluster, server, tmp_path):
