@@ -29,6 +29,13 @@ Positive = Annotated[float, Field(gt=0.0)]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
 
+def redacted(url: str) -> str:
+    """A URL without its credentials, fit for logs and the start-up summary."""
+    scheme, sep, rest = url.partition("://")
+    _, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}***@{host}" if at else url
+
+
 class ConfigError(ValueError):
     """The configuration file is missing, unreadable or invalid; the message names the field."""
 
@@ -228,9 +235,13 @@ class StateConfig(_Section):
 
     ``redis_url``: a Redis server every replica reaches; unset with one worker means in-process
     state, unset with several means an embedded Redis started by ``mercato serve --workers N``.
+    ``share_routing``: replicas add each other's in-flight load and prefix entries to their own
+    routing view (:mod:`mercato.gateway.live.replica_sync`); off, each routes on what it saw itself
+    (only to measure what sharing is worth: ``mercato bench replicas``).
     """
 
     redis_url: str | None = None
+    share_routing: bool = True
 
     @field_validator("redis_url")
     @classmethod

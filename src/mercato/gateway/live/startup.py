@@ -12,14 +12,17 @@ from typing import Any
 
 import orjson
 
-from mercato.gateway.live.config import GatewayConfig
+from mercato.gateway.live.config import GatewayConfig, redacted
 
 
-def startup_summary(config: GatewayConfig, policy: str, host: str, port: int) -> dict[str, Any]:
-    """The summary's facts (``policy``: the name the router reports)."""
-    b, log = config.batching, config.logging
+def startup_summary(config: GatewayConfig, policy: str, host: str, port: int,
+                    workers: int = 1) -> dict[str, Any]:
+    """The summary's facts (``policy``: the name the router reports; ``workers``: replicas)."""
+    b, log, state = config.batching, config.logging, config.state
     return {
         "event": "startup", "listen": f"http://{host}:{port}",
+        "replicas": {"workers": workers, "share_routing": state.share_routing,
+                     "shared_state": redacted(state.redis_url) if state.redis_url else None},
         "policy": {"name": policy, "seed": config.policy.seed, "congestion": config.policy.congestion},
         "backends": [{"name": bc.name, "url": bc.url, "model": bc.model, "capacity": bc.capacity,
                       "prices": bc.prices.model_dump(), "hub": bc.hub,
@@ -50,6 +53,11 @@ def render_summary(summary: dict[str, Any], fmt: str) -> str:
         kv = f", kv events {bc['kv_events']}" if bc["kv_events"] else ""
         lines.append(f"    {bc['name']}: model {bc['model']} at {bc['url']}, capacity {bc['capacity']}, "
                      f"{pr['input']:g} / {pr['cached_input']:g} / {pr['output']:g}{where}{kv}")
+    replicas = summary["replicas"]
+    if replicas["workers"] > 1 or replicas["shared_state"]:
+        shared = "load and prefix state" if replicas["share_routing"] else "budgets and limits only"
+        lines.append(f"  replicas: {replicas['workers']} worker(s) here, sharing {shared} at "
+                     f"{replicas['shared_state']}")
     lines += [
         f"  batching: up to {b['max_batch_size']} per batch, {b['max_wait_ms']:g} ms after the first "
         f"({b['quiet_ms']:g} ms quiet), queue {b['queue_limit']}, {b['max_inflight_per_slot']:g} in flight "
