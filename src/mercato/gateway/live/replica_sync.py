@@ -87,7 +87,8 @@ class ReplicaSync:
         self._reader = aioredis.from_url(self.url, socket_timeout=READ_BLOCK_MS / 1000.0 + 2.0,
                                          socket_connect_timeout=1.0)
         for loop, name in ((self._beat, "load"), (self._publish, "publish"), (self._read, "read")):
-            self._tasks.append(asyncio.create_task(self._forever(loop), name=f"mercato-replica-{name}"))
+            self._tasks.append(asyncio.create_task(self._forever(loop, name == "load"),
+                                                   name=f"mercato-replica-{name}"))
 
     async def stop(self) -> None:
         """Stop the loops, give the lease back at once (others stop counting this replica's load)."""
@@ -105,16 +106,25 @@ class ReplicaSync:
         if self._reader is not None:
             await self._reader.aclose()
 
-    async def _forever(self, step: Callable[[], Awaitable[None]]) -> None:
-        """Run ``step`` again and again; an unreachable Redis pauses it for ``RETRY_S``."""
+    async def _forever(self, step: Callable[[], Awaitable[None]], judges: bool) -> None:
+        """Run ``step`` again and again; an unreachable Redis pauses it for ``RETRY_S``.
+
+        Only the load beat, which talks to Redis every round, ``judges`` whether Redis is there:
+        the other loops may have had nothing to send, or hit a connection that went stale in an
+        outage the beat has already seen end; they just try again.
+        """
         while True:
             try:
                 await step()
             except _UNREACHABLE as err:
-                self._lost(err)
+                if judges:
+                    self._lost(err)
+                else:
+                    log.debug("replica %s: %s failed (%s); retrying", self.name, step.__name__, err)
                 await asyncio.sleep(RETRY_S)
             else:
-                self._back()
+                if judges:
+                    self._back()
 
     def _lost(self, err: BaseException) -> None:
         self.view.share({}, time.time())
