@@ -16,8 +16,8 @@ from pathlib import Path
 import aiohttp
 import psutil
 
+from gateway_live_support import config_for, engines
 from mercato.bench.peers import mercato_process
-from tests.gateway_live_support import config_for, engines
 
 CLUSTER = {"small-1": "qwen3-4b", "small-2": "qwen3-4b"}
 CLIENTS = 6
