@@ -160,6 +160,17 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def markdown_sections(tables: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> list[str]:
+    """Markdown lines of titled tables (a ``## title`` and its rows each); empty tables are left out."""
+    lines: list[str] = []
+    for title, rows in tables:
+        if rows:
+            header = list(rows[0])
+            table = markdown_table(header, [[fmt(r[c]) for c in header] for r in rows])
+            lines += ["", f"## {title}", "", table.rstrip()]
+    return lines
+
+
 def write_json(path: Path, data: Any) -> Path:
     """Write ``data`` as indented JSON, creating parent folders."""
     path.parent.mkdir(parents=True, exist_ok=True)

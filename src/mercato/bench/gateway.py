@@ -166,7 +166,7 @@ def _added(router: Sample, direct: Sample) -> dict[str, float]:
     return out
 
 
-def _rate_row(rate: int, direct: Sample, through: Sample, ceiling: int) -> dict[str, Any]:
+def rate_row(rate: int, direct: Sample, through: Sample, ceiling: int) -> dict[str, Any]:
     added = _added(through, direct)
     return {"rate": rate, "requests": through.sent, "errors": through.errors, "direct_errors": direct.errors,
             "offered_rps": through.offered_rps, "achieved_rps": through.achieved_rps,
@@ -175,7 +175,7 @@ def _rate_row(rate: int, direct: Sample, through: Sample, ceiling: int) -> dict[
             "held": held(direct, 0.0) and held(through, added["added_p99_ms"]), "meaningful": rate <= ceiling}
 
 
-def _held_rps(rows: list[dict[str, Any]]) -> tuple[int | None, bool]:
+def highest_held(rows: list[dict[str, Any]]) -> tuple[int | None, bool]:
     """Highest meaningful rate held with every lower rate held too; and whether no meaningful rate failed
     (then the router's own limit lies above what this run could offer)."""
     best = None
@@ -217,7 +217,7 @@ def _measure(router: Router, fleet: EngineFleet, pool: ProcessPoolExecutor, sett
             cpu_s -= _cpu_s(proc)
             through = pool.submit(open_loop, url, arrivals).result()
             cpu_s += _cpu_s(proc)
-            rows.append(_rate_row(rate, direct, through, ceiling))
+            rows.append(rate_row(rate, direct, through, ceiling))
             on_step(f"{router.name} {rate}/s")
         requests = zero["requests"] + sum(r["requests"] for r in rows)
         rss = _rss_mib(proc)
@@ -226,7 +226,7 @@ def _measure(router: Router, fleet: EngineFleet, pool: ProcessPoolExecutor, sett
     if stacks is not None:  # the direct runs between the router's leave it idle: no samples
         stages = profile.breakdown(stacks.read_text(), requests)
         cpu = {"stacks": str(stacks), "stages": [asdict(s) for s in stages]}
-    held_rps, lower_bound = _held_rps(rows)
+    held_rps, lower_bound = highest_held(rows)
     baseline = BASELINE_HELD_RPS.get(router.name)
     return {**asdict(router), "held_rps": held_rps, "held_rps_is_lower_bound": lower_bound,
             "x_baseline": (held_rps or 0) / baseline if baseline else None,

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 
 from mercato.bench.gateway import TARGET_ZERO_LOAD_P50_MS
 from mercato.bench.gateway_load import HELD_P99_MS
-from mercato.reporting import fmt, markdown_table, write_json
+from mercato.reporting import fmt, markdown_sections, write_json
 
 LOG_FLOOR_MS = 0.01  # added latencies at or below this are drawn at it on the log axis
 
@@ -147,11 +147,7 @@ def _markdown(report: dict[str, Any]) -> str:
              f"{s['zero_load_requests']} zero-load requests; default batching wait "
              f"{report['default_max_wait_ms']:g} ms.", ""]
     lines += [f"- {line}" for line in notes(report)]
-    for title, rows in tables(report):
-        if rows:
-            header = list(rows[0])
-            table = markdown_table(header, [[fmt(r[c]) for c in header] for r in rows])
-            lines += ["", f"## {title}", "", table.rstrip()]
+    lines += markdown_sections(tables(report))
     lines += ["", "![added latency](gateway.png)", ""]
     return "\n".join(lines)
 

@@ -49,11 +49,13 @@ def mercato_router(fleet: EngineFleet, policy: str, ledger: Path, seed: int,
 
 @contextlib.contextmanager
 def mercato_process(config: GatewayConfig, path: Path, gateway_src: Path | None = None,
-                    timeout_s: float = 60.0) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+                    timeout_s: float = 60.0, workers: int = 1
+                    ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``mercato serve`` with ``config`` on a free local port, written to ``path`` (its log beside it).
 
     Yields the base URL and the process once ``/ready`` answers. ``gateway_src`` runs another
-    checkout's ``src`` folder instead of this one (to compare against an older commit).
+    checkout's ``src`` folder instead of this one (to compare against an older commit);
+    ``workers``: ``--workers``.
     """
     port = free_port()
     served = config.model_copy(update={"server": ServerConfig(host="127.0.0.1", port=port,
@@ -67,7 +69,8 @@ def mercato_process(config: GatewayConfig, path: Path, gateway_src: Path | None 
     url = f"http://127.0.0.1:{port}"
     log = path.with_suffix(".log")
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "mercato", "serve", "--config", str(path)], stdout=out,
+        proc = subprocess.Popen([sys.executable, "-m", "mercato", "serve", "--config", str(path),
+                                 *(["--workers", str(workers)] if workers > 1 else [])], stdout=out,
                                 stderr=subprocess.STDOUT, env=env)
     try:
         wait_ready(proc, f"{url}/ready", timeout_s, f"`mercato serve` (log: {log})")

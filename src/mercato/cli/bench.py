@@ -1,5 +1,5 @@
-"""`mercato bench star | economy | gateway | engine | mechanisms | auction | routing | kv-index |
-routing-state`.
+"""`mercato bench star | economy | gateway | engine | mechanisms | auction | replicas | routing |
+kv-index | routing-state`.
 
 Each times mercato against a baseline measured in the same run; the benchmarks themselves live in
 :mod:`mercato.bench` and are imported inside the commands so that `mercato --help` stays fast.
@@ -227,6 +227,37 @@ def _print_targets(report: dict[str, Any]) -> None:
     """The closing `targets: name: yes, other: NO` line of the star, economy, gateway, mechanisms benches."""
     met = report["targets_met"]
     typer.echo("targets: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in met.items()))
+
+
+@bench_app.command("replicas")
+def bench_replicas(
+    json_out: JsonFlag = False,
+    seed: SeedOption = 0,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="1 and 2 workers, 8 short dialogues, two rates for 0.5 s: a smoke run.")] = False,
+    out: Annotated[Path, typer.Option(help="Folder for JSON, PNG and markdown.")] = Path(
+        "results/bench/replicas"),
+) -> None:
+    """Gateway workers behind one port (1, 2, 4): throughput, and the KV hit that shared state keeps."""
+    from mercato.bench import replicas, replicas_report
+
+    settings = replicas.ReplicaSettings(seed=seed)
+    if quick:
+        settings = settings.quick()
+    with progress() as bar:
+        task = bar.add_task("bench replicas", total=settings.steps())
+        report = replicas.run(settings, on_step=lambda step: bar.update(task, advance=1, description=step))
+        bar.update(task, completed=settings.steps(), description="bench replicas")  # ladders may stop early
+    paths = replicas_report.write(report, out)
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    for title, rows in replicas_report.tables(report):
+        print_table(title, rows)
+    for line in replicas_report.notes(report):
+        stderr.print(line)
+    stderr.print("wrote " + ", ".join(str(p) for p in paths))
+    _print_targets(report)
 
 
 @bench_app.command("routing")

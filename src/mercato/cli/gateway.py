@@ -27,6 +27,9 @@ def gateway_serve(
         min=1, help="With --backend: requests each backend may run at once (default 4).")] = None,
     host: Annotated[str | None, typer.Option(help="Override server.host.")] = None,
     port: Annotated[int | None, typer.Option(help="Override server.port (default 8000).")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Gateway processes behind the one port, sharing load, prefix state, budgets and "
+                    "limits through state.redis_url (an embedded Redis when unset).")] = 1,
 ) -> None:
     """Run the OpenAI-compatible gateway (auction routing, failover, ledger) from a config file or URLs."""
     from mercato.gateway.live.config import ConfigError, load_config
@@ -46,7 +49,8 @@ def gateway_serve(
     except ConfigError as err:
         raise usage_error(err) from None
     try:
-        serve(loaded, host=host, port=port)  # builds the gateway first: a missing api_key_env fails here
+        # builds the gateway first: a missing api_key_env fails here
+        serve(loaded, host=host, port=port, workers=workers)
     except ConfigError as err:
         raise usage_error(ConfigError(f"{config}: {err}")) from None
 

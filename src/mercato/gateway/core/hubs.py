@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mercato.gateway.core.kv_index import KVIndex
+from mercato.gateway.core.replicas import ReplicaView
 from mercato.gateway.core.router import Router, RouterSettings
 from mercato.gateway.core.types import (
     AccountingStore,
@@ -172,6 +173,10 @@ class HubRouter:
     def set_health(self, backend: str, healthy: bool) -> None:
         """Forward to the backend's hub."""
         self.routers[self.owner[backend]].set_health(backend, healthy)
+
+    def replica_view(self) -> ReplicaView:
+        """Every hub's load and prefix ledger, by backend name."""
+        return ReplicaView([part for r in self.routers.values() for part in r.replica_view().parts])
 
     def snapshot(self) -> dict[str, Any]:
         """Each hub's snapshot and the totals summed over hubs."""

@@ -11,6 +11,11 @@ prefill time. The wait ``free_at - now`` is what a new request queues for, and i
 time, unlike a count of requests in flight (most of which are decoding, not prefilling). When
 a request's first token comes earlier or later than the clock said, every request queued behind
 it moves by the same amount, so the clock is shifted by the error (:meth:`BackendLoad.resync`).
+
+Gateway replicas share one fleet, so each adds what the *others* report (:meth:`BackendLoad.share`):
+their requests in flight, and their prefill queues, which drain with time like this replica's own.
+Everything a replica decides on (free slots, features, waits) reads the sum; what it counts itself
+(``inflight``, the clock) stays its own, so that a lost replica's share simply disappears.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ class BackendLoad:
         self.prefill_free_at = np.zeros(m)  # when each prefill queue drains (router's estimate)
         self.shift = np.zeros(m)  # sum of the corrections applied to each clock so far
         self.healthy = np.ones(m, dtype=bool)
+        self.others_inflight = np.zeros(m)  # other replicas' requests in flight (see share)
+        self._others_wait = np.zeros(m)  # their prefill queues' length when reported ...
+        self._others_at = 0.0  # ... at this time
         self._arrivals: deque[float] = deque()
         self._dispatches: list[deque[float]] = [deque() for _ in range(m)]
 
@@ -60,9 +68,24 @@ class BackendLoad:
         """A request left ``backend`` (finished, failed or failed over)."""
         self.inflight[backend] -= 1
 
+    def share(self, inflight: NDArray[np.float64], wait_s: NDArray[np.float64], now: float) -> None:
+        """Other replicas' load as last reported: (M,) requests in flight and prefill queue seconds."""
+        self.others_inflight = inflight
+        self._others_wait = wait_s
+        self._others_at = now
+
+    def busy(self) -> NDArray[np.float64]:
+        """(M,) requests in flight at each backend, from every replica."""
+        return self.inflight + self.others_inflight
+
+    def own_wait(self, now: float) -> NDArray[np.float64]:
+        """(M,) seconds this replica's own queued prefills hold each backend (what it reports)."""
+        return np.maximum(self.prefill_free_at - now, 0.0)
+
     def prefill_wait(self, now: float) -> NDArray[np.float64]:
         """(M,) seconds a request sent now would wait before its own prefill starts."""
-        return np.maximum(self.prefill_free_at - now, 0.0)
+        others = np.maximum(self._others_wait - (now - self._others_at), 0.0)
+        return self.own_wait(now) + others
 
     def resync(self, backend: int, now: float, error_s: float) -> None:
         """A prefill ended ``error_s`` later (negative: earlier) than the clock said.
@@ -90,7 +113,7 @@ class BackendLoad:
         IEMAS: when the batch outnumbers the free slots, every backend offers its full capacity
         and the excess queues at the engines. Unhealthy backends offer none.
         """
-        free = np.maximum(self.capacity - self.inflight.astype(np.int64), 0)
+        free = np.maximum(self.capacity - self.busy().astype(np.int64), 0)
         capacity = free if free[self.healthy].sum() >= batch_size else self.capacity.copy()
         capacity[~self.healthy] = 0
         return capacity

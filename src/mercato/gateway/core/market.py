@@ -102,15 +102,16 @@ class MarketBuilder:
         for i, r in enumerate(batch):
             self.prefix.affinity_row(r, affinity[i])
         domains = np.array([domain_index(r.domain) for r in batch], dtype=np.int64)
+        busy = load.busy()
         x = batch_features(
             prompt_tokens=np.array([r.prompt_tokens for r in batch], dtype=np.float64),
             turns=np.array([r.turn for r in batch], dtype=np.float64),
             max_tokens=np.array([r.max_tokens for r in batch], dtype=np.float64),
             domains=domains,
             affinity=affinity,
-            router_inflight=float(load.inflight.sum()),
+            router_inflight=float(busy.sum()),
             router_rate=load.router_rate,
-            backend_inflight=load.inflight.copy(),
+            backend_inflight=busy,
             backend_rate=load.backend_rates(),
             capacity=self._capacity,
             backend_wait_s=load.prefill_wait(now),
@@ -133,6 +134,6 @@ class MarketBuilder:
             ranks = np.arange(max(min(int(capacity.max(initial=0)), n), 1), dtype=np.float64)
             slope = self.predictor.load_slope(x, pred.latency_s)
             penalty = weight[:, None, None] * slope[:, :, None] * ranks[None, None, :]
-        ctx = BatchContext(batch, self.backends, allowed, capacity, load.inflight.copy(),
+        ctx = BatchContext(batch, self.backends, allowed, capacity, busy.copy(),
                            affinity, pred, values, pred.cost, self.rng, penalty)
         return Market(ctx, x)

@@ -10,6 +10,7 @@ recently used blocks first, every entry of that backend older than it is dropped
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +55,7 @@ class PrefixLedger:
         self.rule = rule or ResyncRule()
         self.resyncs = 0
         self.dropped = 0
+        self._listeners: list[Callable[[str, str, str], None]] = []
 
     def affinity(self, backend: str, session: str, prompt: str) -> float:
         """Fraction of ``prompt`` (in characters) that ``backend`` last saw for ``session``."""
@@ -85,12 +87,24 @@ class PrefixLedger:
                 if key == session:
                     break
             self.resyncs += 1
+        self.remember(backend, session, text)
+        for listener in self._listeners:
+            listener(backend, session, text)
+        return resync
+
+    def remember(self, backend: str, session: str, text: str) -> None:
+        """``backend`` now holds ``text`` for ``session``, as another replica saw it (listeners are
+        not told: the entry came from them)."""
+        entries = self._entries[backend]
         entries[session] = text
         entries.move_to_end(session)
         self._holders.setdefault(session, set()).add(backend)
         while len(entries) > self._limit:
             self._drop(backend, next(iter(entries)))
-        return resync
+
+    def listen(self, listener: Callable[[str, str, str], None]) -> None:
+        """Call ``listener(backend, session, text)`` for every entry this replica observes itself."""
+        self._listeners.append(listener)
 
     def _drop(self, backend: str, session: str) -> None:
         del self._entries[backend][session]

@@ -22,6 +22,7 @@ from mercato.gateway.core.policies import Policy, make_policy
 from mercato.gateway.core.predictors import PredictorBank, PredictorSettings
 from mercato.gateway.core.prefix import PrefixLedger
 from mercato.gateway.core.quality import QualityTracker
+from mercato.gateway.core.replicas import ReplicaView, RouterPart
 from mercato.gateway.core.types import (
     AccountingStore,
     BackendSpec,
@@ -233,7 +234,7 @@ class Router:
         pending = self._pending.get(decision.request.request_id)
         if pending is not None and j not in pending.sent:
             load = self.load
-            met = (float(load.inflight[j]), float(load.prefill_wait(now)[j]))
+            met = (float(load.busy()[j]), float(load.prefill_wait(now)[j]))
             t0, rate = self.predictors.prefill_clock(j)
             prefill_s = rate * self._uncached(pending, j)
             prefill_end = load.dispatched(j, now, prefill_s)
@@ -356,15 +357,19 @@ class Router:
         """Circuit breaker state: an unhealthy backend is offered no requests."""
         self.load.healthy[self.index[backend]] = healthy
 
+    def replica_view(self) -> ReplicaView:
+        """Its load and prefix ledger, for gateway replicas that share them."""
+        return ReplicaView([RouterPart(self.names, self.load, self.ledger)])
+
     def snapshot(self) -> dict[str, Any]:
         """Per-backend load and health, and hub totals (for /metrics and reports)."""
         load = self.load
-        rates = load.backend_rates()
+        rates, busy = load.backend_rates(), load.busy()
         return {
             "policy": self.policy.name,
             "backends": {
                 n: {
-                    "inflight": float(load.inflight[i]),
+                    "inflight": float(busy[i]),
                     "healthy": bool(load.healthy[i]),
                     "capacity": int(load.capacity[i]),
                     "rate": float(rates[i]),

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # the view's module needs the core's load and prefix ledger, not the reverse
+    from mercato.gateway.core.replicas import ReplicaView
 
 AUTO_MODEL = "mercato"  # the model name that lets the gateway pick any backend
 
@@ -177,4 +180,8 @@ class RoutingCore(Protocol):
 
     def snapshot(self) -> dict[str, Any]:
         """Load, health and totals for reports and /metrics."""
+        ...
+
+    def replica_view(self) -> ReplicaView:
+        """Its load and prefix state, for replicas of the gateway that share them."""
         ...

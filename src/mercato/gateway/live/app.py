@@ -190,16 +190,15 @@ def _routed_declarations() -> APIRouter:
 
 
 def create_app(config: GatewayConfig, router: RoutingCore | None = None, *,
-               store: AccountingStore | None = None, replicas: int | None = None) -> GatewayApp:
+               store: AccountingStore | None = None) -> GatewayApp:
     """The gateway as an ASGI app; ``router`` defaults to a Router built from ``config``.
 
     The app writes one ledger record per served request into ``store`` (the caller keeps it open
     and closes it); without ``store`` it opens SQLite at ``config.accounting.db`` when it builds
     the router itself, and writes nothing when the caller brought a router (which then accounts
-    for itself, e.g. through the store it was given). ``replicas``: how many gateway replicas
-    share the budgets and rate limits (default ``limits.replicas``).
+    for itself, e.g. through the store it was given).
     """
-    gw = Gateway(config, router, store, replicas)
+    gw = Gateway(config, router, store)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

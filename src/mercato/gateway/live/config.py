@@ -30,6 +30,13 @@ Positive = Annotated[float, Field(gt=0.0)]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
 
+def redacted(url: str) -> str:
+    """A URL without its credentials, fit for logs and the start-up summary."""
+    scheme, sep, rest = url.partition("://")
+    _, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}***@{host}" if at else url
+
+
 class ConfigError(ValueError):
     """The configuration file is missing, unreadable or invalid; the message names the field."""
 
@@ -229,9 +236,13 @@ class StateConfig(_Section):
 
     ``redis_url``: a Redis server every replica reaches; unset with one worker means in-process
     state, unset with several means an embedded Redis started by ``mercato serve --workers N``.
+    ``share_routing``: replicas add each other's in-flight load and prefix entries to their own
+    routing view (:mod:`mercato.gateway.live.replica_sync`); off, each routes on what it saw itself
+    (only to measure what sharing is worth: ``mercato bench replicas``).
     """
 
     redis_url: str | None = None
+    share_routing: bool = True
 
     @field_validator("redis_url")
     @classmethod
@@ -412,13 +423,10 @@ def _format_errors(err: ValidationError) -> str:
 
 
 def parse_config(data: Any) -> GatewayConfig:
-    """Validate an already-loaded mapping (from YAML, JSON or code), its ``${VAR}`` expanded first."""
+    """Validate an already-loaded mapping (from YAML, JSON or code), taken as it is: environment
+    references are expanded by :func:`load_config` only, so a resolved secret is never expanded twice."""
     if not isinstance(data, dict):
         raise ConfigError("the configuration must be a mapping with at least a 'backends' list")
-    try:
-        data = expand_secrets(data)
-    except UnsetVariable as err:
-        raise ConfigError(str(err)) from None
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as err:
@@ -426,7 +434,9 @@ def parse_config(data: Any) -> GatewayConfig:
 
 
 def load_config(path: str | Path) -> GatewayConfig:
-    """Read and validate one YAML file; raises :class:`ConfigError` naming the bad field."""
+    """Read one YAML file, expand its ``${VAR}`` and ``os.environ/VAR`` references
+    (:mod:`mercato.gateway.live.secrets`) and validate it; raises :class:`ConfigError` naming the
+    bad field."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -441,6 +451,6 @@ def load_config(path: str | Path) -> GatewayConfig:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML: {' '.join(str(err).split())}") from None
     try:
-        return parse_config(data)
-    except ConfigError as err:
+        return parse_config(expand_secrets(data))
+    except (ConfigError, UnsetVariable) as err:
         raise ConfigError(f"{path}: {err}") from None

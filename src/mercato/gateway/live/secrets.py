@@ -13,7 +13,6 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 _REFERENCE = re.compile(r"\$(\$?)\{([^}]*)\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -66,13 +65,3 @@ def _lookup(name: str, env: Mapping[str, str], where: str) -> str:
         raise UnsetVariable(where, name)
     return value
 
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for logs and the start-up summary."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
-    return urlunsplit(parts._replace(netloc=netloc))

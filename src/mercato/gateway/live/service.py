@@ -44,6 +44,7 @@ from mercato.gateway.live.kv_subscriber import KVEventSubscribers, kv_index
 from mercato.gateway.live.ledger import GroupCommitter, SQLiteAccountingStore
 from mercato.gateway.live.metrics import GatewayMetrics
 from mercato.gateway.live.outcomes import Outcome
+from mercato.gateway.live.replica_sync import ReplicaSync
 from mercato.gateway.live.reporter import OutcomeReporter
 from mercato.gateway.live.wire import (
     CHAT,
@@ -72,9 +73,7 @@ class Gateway:
     """Everything one running gateway holds: router, batcher, backend pools, ledger, metrics."""
 
     def __init__(self, config: GatewayConfig, router: RoutingCore | None = None,
-                 store: AccountingStore | None = None, replicas: int | None = None) -> None:
-        """``replicas``: how many gateway replicas share the budgets and rate limits (default
-        ``limits.replicas``); each enforces its share alone while Redis is unreachable."""
+                 store: AccountingStore | None = None) -> None:
         self.config = config
         # The app writes the ledger (group commits from a worker thread, so that durable commits
         # never stall the event loop) into ``store``, or into SQLite at ``accounting.db`` when it
@@ -89,9 +88,14 @@ class Gateway:
         self.kv_index = kv_index(config) if router is None else None
         self.router: RoutingCore = router or build_router(config, self.kv_index)
         self.policy = str(self.router.snapshot()["policy"])
+        # Replicas behind one port count each other's load and share what they left in caches.
+        self.replicas = self.router.replica_view()
+        state = config.state
+        self.replica_sync = (ReplicaSync(self.replicas, state.redis_url)
+                             if state.redis_url is not None and state.share_routing else None)
         self.metrics = GatewayMetrics({b.name: b.model for b in config.backends},
                                       {*config.api_keys.values(), *config.limits.buyers, ANONYMOUS})
-        self.enforcement = Enforcement(config, self.metrics, replicas)
+        self.enforcement = Enforcement(config, self.metrics)
         self.access_log = AccessLog(config.logging) if config.logging.access_log else None
         self.reporter = OutcomeReporter(self.metrics, self.access_log)
         self.kv_events = (KVEventSubscribers(config, self.kv_index, self.metrics)
@@ -121,6 +125,8 @@ class Gateway:
         self._health_task = asyncio.create_task(self.pool.health_loop(), name="mercato-health")
         if self.kv_events is not None:
             self.kv_events.start()
+        if self.replica_sync is not None:
+            await self.replica_sync.start()
 
     async def stop(self) -> None:
         """Stop the loop, fail what is still queued, close pools and the ledger."""
@@ -130,6 +136,8 @@ class Gateway:
                 await self._health_task
         if self.kv_events is not None:
             await self.kv_events.stop()
+        if self.replica_sync is not None:
+            await self.replica_sync.stop()
         self.batcher.close()
         if self._learning is not None:
             self._learning.cancel()
@@ -154,14 +162,16 @@ class Gateway:
         return decisions
 
     def _room(self) -> int:
-        """How many more requests may be routed now (admission; see ``BatchingConfig``).
+        """How many more requests may be routed now (admission; see ``BatchingConfig``), counting
+        what the other replicas have in flight against the same slots.
 
         With no healthy backend there is nothing to wait for: routing answers 503 at once.
         """
         slots = sum(self._capacity[name] for name in self.pool.healthy())
         if slots == 0:
             return self.config.batching.max_batch_size
-        return int(self.config.batching.max_inflight_per_slot * slots) - self.outstanding
+        limit = int(self.config.batching.max_inflight_per_slot * slots)
+        return limit - self.outstanding - int(self.replicas.others_inflight())
 
     def _settled(self) -> None:
         self.outstanding -= 1

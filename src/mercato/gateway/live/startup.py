@@ -3,7 +3,7 @@
 An operator reading a log should not need the YAML file to know where the gateway listens, how
 it routes, which backends it offers at which prices, how it batches, where its ledger is and
 which backends it follows KV events from, which buyers are limited and where. It never shows a
-secret: URLs have their passwords masked, API keys are only counted. In the access log's format:
+secret: URLs have their credentials masked, API keys are only counted. In the access log's format:
 readable text, or one JSON object (``"event": "startup"``) for log pipelines.
 """
 
@@ -13,17 +13,19 @@ from typing import Any
 
 import orjson
 
-from mercato.gateway.live.config import GatewayConfig
-from mercato.gateway.live.secrets import redact_url
+from mercato.gateway.live.config import GatewayConfig, redacted
 
 
-def startup_summary(config: GatewayConfig, policy: str, host: str, port: int) -> dict[str, Any]:
-    """The summary's facts (``policy``: the name the router reports)."""
-    b, log, limits = config.batching, config.logging, config.limits
+def startup_summary(config: GatewayConfig, policy: str, host: str, port: int,
+                    workers: int = 1) -> dict[str, Any]:
+    """The summary's facts (``policy``: the name the router reports; ``workers``: replicas)."""
+    b, log, state, limits = config.batching, config.logging, config.state, config.limits
     return {
         "event": "startup", "listen": f"http://{host}:{port}",
+        "replicas": {"workers": workers, "share_routing": state.share_routing,
+                     "shared_state": redacted(state.redis_url) if state.redis_url else None},
         "policy": {"name": policy, "seed": config.policy.seed, "congestion": config.policy.congestion},
-        "backends": [{"name": bc.name, "url": redact_url(bc.url), "model": bc.model, "capacity": bc.capacity,
+        "backends": [{"name": bc.name, "url": redacted(bc.url), "model": bc.model, "capacity": bc.capacity,
                       "prices": bc.prices.model_dump(), "hub": bc.hub,
                       "kv_events": bc.kv_events.endpoint if bc.kv_events else None}
                      for bc in config.backends],
@@ -33,7 +35,7 @@ def startup_summary(config: GatewayConfig, policy: str, host: str, port: int) ->
         "buyers_with_keys": len(set(config.api_keys.values())),
         "limits": {"buyers": len(limits.buyers), "default": limits.default.model_dump(),
                    "window_s": limits.window_s, "runtime_keys": limits.runtime_keys,
-                   "redis": redact_url(config.state.redis_url) if config.state.redis_url else None},
+                   "shared": state.redis_url is not None},
         "access_log": {"format": log.format, "file": str(log.file) if log.file else "stderr"}
         if log.access_log else None,
         "health_interval_s": config.circuit_breaker.health_interval_s,
@@ -55,6 +57,11 @@ def render_summary(summary: dict[str, Any], fmt: str) -> str:
         kv = f", kv events {bc['kv_events']}" if bc["kv_events"] else ""
         lines.append(f"    {bc['name']}: model {bc['model']} at {bc['url']}, capacity {bc['capacity']}, "
                      f"{pr['input']:g} / {pr['cached_input']:g} / {pr['output']:g}{where}{kv}")
+    replicas = summary["replicas"]
+    if replicas["workers"] > 1 or replicas["shared_state"]:
+        shared = "load and prefix state" if replicas["share_routing"] else "budgets and limits only"
+        lines.append(f"  replicas: {replicas['workers']} worker(s) here, sharing {shared} at "
+                     f"{replicas['shared_state']}")
     lines += [
         f"  batching: up to {b['max_batch_size']} per batch, {b['max_wait_ms']:g} ms after the first "
         f"({b['quiet_ms']:g} ms quiet), queue {b['queue_limit']}, {b['max_inflight_per_slot']:g} in flight "
@@ -75,8 +82,8 @@ def render_summary(summary: dict[str, Any], fmt: str) -> str:
 def _limits_line(limits: dict[str, Any]) -> str:
     """Who is limited, by what, and where the counters are kept."""
     default = limits["default"]
-    where = (f"kept in Redis at {limits['redis']}" + (", runtime keys on" if limits["runtime_keys"] else "")
-             if limits["redis"] else "kept in this process")
+    where = ("kept in the shared Redis" + (", runtime keys on" if limits["runtime_keys"] else "")
+             if limits["shared"] else "kept in this process")
     if not limits["buyers"] and all(v is None for v in default.values()) and not limits["runtime_keys"]:
         return f"  limits: none (no budget or rate limit configured); {where}"
     shown = ", ".join(f"{name} {'none' if v is None else f'{v:g}'}" for name, v in default.items())

@@ -1,0 +1,120 @@
+"""Tables and files of `mercato bench replicas`: the same rows for the terminal and the markdown report,
+a JSON of the whole run and one PNG (KV hit per variant; held throughput per worker count).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from mercato.reporting import markdown_sections, write_json
+
+
+def kv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per variant: the dialogues' KV hit, TTFT and cost."""
+    return [{"variant": v["name"], "workers": v["workers"], "shared": "yes" if v["shared"] else "no",
+             "KV hit": v["kv"]["kv_hit"], "TTFT p50 ms": v["kv"]["ttft_p50_ms"],
+             "TTFT p95 ms": v["kv"]["ttft_p95_ms"], "mean cost": v["kv"]["mean_cost"],
+             "requests": v["kv"]["requests"], "errors": v["kv"]["errors"]}
+            for v in report["variants"]]
+
+
+def throughput_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per shared worker count: the highest rate held, and per core of this machine."""
+    rows = []
+    for v in report["variants"]:
+        if "throughput" not in v:
+            continue
+        t = v["throughput"]
+        held = t["held_rps"]
+        rows.append({"workers": v["workers"],
+                     "held rps": "none" if held is None else f"{'>= ' * t['held_rps_is_lower_bound']}{held}",
+                     "per core": t["held_rps_per_core"], "cores used": min(v["workers"], report["cpus"]),
+                     "rates tried": len(t["rates"])})
+    return rows
+
+
+def rate_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per shared worker count and rate: added latency against the engine direct."""
+    return [{"workers": v["workers"], "rate": r["rate"], "achieved": r["achieved_rps"],
+             "added p50": r["added_p50_ms"], "added p99": r["added_p99_ms"],
+             "errors": r["errors"] + r["direct_errors"], "held": "yes" if r["held"] else "NO",
+             "client ok": "yes" if r["meaningful"] else "NO"}
+            for v in report["variants"] if "throughput" in v for r in v["throughput"]["rates"]]
+
+
+def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target: met, missed or not measured, and the numbers behind it."""
+    met = {None: "not measured", True: "yes", False: "NO"}
+    return [{"target": t["target"], "met": met[t["met"]], "note": t["note"]} for t in report["targets"]]
+
+
+def tables(report: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(title, rows) of every table, in the order the terminal and the markdown show them."""
+    return [("dialogues through each variant (auction; fresh fleet each)", kv_rows(report)),
+            ("throughput: highest open-loop rate held", throughput_rows(report)),
+            ("open loop: ms added over the engine direct", rate_rows(report)),
+            ("targets", target_rows(report))]
+
+
+def notes(report: dict[str, Any]) -> list[str]:
+    """The client's ceiling, the held rule, and what more cores would give."""
+    client = report["client"]
+    lines = [f"load generator alone (null server): holds {client['ceiling_rps']} req/s; rates above are "
+             "marked client ok: NO and do not count", f"held: {report['held_rule']}"]
+    per_core = [v["throughput"]["held_rps_per_core"] for v in report["variants"] if "throughput" in v]
+    if per_core:
+        best = max(per_core)
+        lines.append(f"{report['cpus']} cores here, shared with the engine and the load generator; at "
+                     f"{best:.0f} req/s per core, N cores given to the gateway alone would hold about "
+                     f"N x {best:.0f} req/s (a linear estimate: Redis and the engines must keep up)")
+    return lines
+
+
+def plot(report: dict[str, Any], path: Path) -> Path:
+    """KV hit per variant (bars); held req/s against worker count."""
+    fig, (bars, line) = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = [v["name"] for v in report["variants"]]
+    colours = ["tab:blue" if v["shared"] else "tab:orange" for v in report["variants"]]
+    bars.bar(range(len(names)), [v["kv"]["kv_hit"] for v in report["variants"]], color=colours)
+    bars.set_xticks(range(len(names)), names, rotation=20, ha="right")
+    bars.set_ylabel("KV hit (cached / prompt tokens)")
+    bars.set_title("shared state (blue) against independent replicas (orange)", fontsize=9)
+    bars.grid(axis="y", alpha=0.3)
+    held = [(v["workers"], v["throughput"]["held_rps"] or 0) for v in report["variants"] if "throughput" in v]
+    line.plot([w for w, _ in held], [h for _, h in held], marker="o")
+    line.axvline(report["cpus"], color="grey", linestyle=":", label=f"{report['cpus']} cores")
+    line.set_xlabel("workers")
+    line.set_ylabel("highest rate held (req/s)")
+    line.grid(alpha=0.3)
+    line.legend(fontsize=8)
+    fig.suptitle("mercato bench replicas: gateway workers behind one port")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    s = report["settings"]
+    lines = ["# mercato bench replicas", "",
+             f"KV runs: {report['fleet']['kv']}; {s['dialogues']} {s['workload']} dialogues of {s['turns']} "
+             f"turns, {s['concurrency']} at once, seed {s['seed']}. Throughput: "
+             f"{report['fleet']['throughput']}, {s['duration_s']:g} s per rate. {report['cpus']} CPUs, "
+             f"load average {report['load_average_1m']:.2f} at the end.", ""]
+    lines += [f"- {line}" for line in notes(report)]
+    lines += markdown_sections(tables(report))
+    lines += ["", "![replicas](replicas.png)", ""]
+    return "\n".join(lines)
+
+
+def write(report: dict[str, Any], out: Path) -> list[Path]:
+    """Under ``out``: replicas.json, replicas.png and report.md."""
+    paths = [write_json(out / "replicas.json", report), plot(report, out / "replicas.png"), out / "report.md"]
+    paths[-1].write_text(_markdown(report))
+    return paths

@@ -1,0 +1,100 @@
+"""Drill: `mercato serve --workers 2` under load, one worker killed with -9.
+
+Every response a client saw succeed has exactly one ledger record, the surviving worker keeps
+serving, and the supervisor brings a new worker up in the killed one's place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import aiohttp
+import psutil
+
+from gateway_live_support import config_for, engines
+from mercato.bench.peers import mercato_process
+
+CLUSTER = {"small-1": "qwen3-4b", "small-2": "qwen3-4b"}
+CLIENTS = 6
+LOAD_S = 6.0
+KILL_AT_S = 2.0
+
+
+def workers(parent: psutil.Process) -> list[psutil.Process]:
+    """The supervisor's gateway workers (spawned interpreters, not its resource tracker or Redis)."""
+    return [p for p in parent.children() if "spawn_main" in " ".join(p.cmdline())]
+
+
+async def drive(url: str) -> tuple[list[tuple[float, str]], int]:
+    """Clients in closed loops for LOAD_S; returns (finish time, request id) of each 200, and failures."""
+    ok: list[tuple[float, str]] = []
+    failed = 0
+    start = time.monotonic()
+    body = {"model": "mercato", "max_tokens": 8}
+
+    async def client(k: int) -> None:
+        nonlocal failed
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            turn = 0
+            while time.monotonic() - start < LOAD_S:
+                turn += 1
+                messages = [{"role": "user", "content": f"client {k} asks question {turn}"}]
+                try:
+                    async with session.post(f"{url}/v1/chat/completions", json=body | {"messages": messages}
+                                            ) as response:
+                        data = await response.json()
+                        if response.status == 200:
+                            ok.append((time.monotonic() - start, data["mercato"]["request_id"]))
+                        else:
+                            failed += 1
+                except (aiohttp.ClientError, TimeoutError):
+                    failed += 1  # in flight at the killed worker: the client saw no success
+
+    await asyncio.gather(*(client(k) for k in range(CLIENTS)))
+    return ok, failed
+
+
+def test_kill_9_one_worker_loses_no_record_and_the_rest_keep_serving(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.sqlite"
+    with engines(speed=50.0, cluster=CLUSTER) as urls:
+        config = config_for(urls, db, CLUSTER)
+        with mercato_process(config, tmp_path / "gateway.yaml", workers=2) as (url, proc):
+            parent = psutil.Process(proc.pid)
+            deadline = time.monotonic() + 30
+            while len(workers(parent)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            before = workers(parent)
+            assert len(before) == 2
+            victim = before[0]
+
+            def kill_later() -> None:
+                time.sleep(KILL_AT_S)
+                os.kill(victim.pid, signal.SIGKILL)
+
+            async def run() -> tuple[list[tuple[float, str]], int]:
+                killing = asyncio.to_thread(kill_later)
+                (ok, failed), _ = await asyncio.gather(drive(url), killing)
+                return ok, failed
+
+            ok, _ = asyncio.run(run())
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                now = workers(parent)
+                if len(now) == 2 and victim.pid not in {p.pid for p in now}:
+                    break
+                time.sleep(0.1)
+            after = {p.pid for p in workers(parent)}
+            assert len(after) == 2 and victim.pid not in after, "the supervisor did not replace the worker"
+    assert sum(1 for t, _ in ok if t < KILL_AT_S) > 0
+    assert sum(1 for t, _ in ok if t > KILL_AT_S + 0.5) > 0, "nobody was served after the kill"
+    conn = sqlite3.connect(db)
+    counts = dict(conn.execute("SELECT request_id, COUNT(*) FROM ledger GROUP BY request_id").fetchall())
+    conn.close()
+    seen = [rid for _, rid in ok]
+    assert len(set(seen)) == len(seen)
+    assert [rid for rid in seen if counts.get(rid) != 1] == []  # each exactly once, none lost
