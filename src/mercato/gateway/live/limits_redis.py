@@ -165,8 +165,8 @@ class RedisLimiter:
         if not self.shared:
             return
         self.shared = False
-        log.warning("state Redis at %s is unreachable (%s): enforcing budgets and rate limits locally "
-                    "until it answers, this replica's share 1/%d of each", redacted(self.url),
+        log.warning("shared state at %s unreachable (%s): enforcing budgets and rate limits on this "
+                    "replica alone, its share 1/%d of each, until it returns", redacted(self.url),
                     type(err).__name__, self.replicas)
         self._probe = asyncio.create_task(self._probe_until_back(), name="mercato-redis-probe")
 
@@ -182,7 +182,7 @@ class RedisLimiter:
                 continue
             self.shared = True
             self._probe = None
-            log.warning("state Redis at %s answers again: budgets and rate limits shared again "
+            log.warning("shared state at %s reachable again: sharing budgets and rate limits "
                         "(spend of %d buyer(s) resynced)", redacted(self.url), buyers)
             return
 
