@@ -1,19 +1,27 @@
-"""The limiters on their own: reserve, resize and settle, in process and in a real Redis, and the
-limits section of the config."""
+"""The limiters on their own: reserve, resize and settle, in process and in a real Redis; what a
+request reserves before and after its auction; and the limits section of the config."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 import redis
 
+from mercato.gateway.core.lifecycle import Dispatch
+from mercato.gateway.core.types import BuyerReport, Decision, RouteRequest
+from mercato.gateway.live.assemble import build_router
 from mercato.gateway.live.config import BuyerLimits, ConfigError, parse_config
 from mercato.gateway.live.embedded_redis import embedded_redis
+from mercato.gateway.live.enforcement import RESERVATION, Enforcement
+from mercato.gateway.live.errors import APIError
 from mercato.gateway.live.limits import Limiter, LimitExceeded, LocalLimiter, RateWindows
 from mercato.gateway.live.limits_redis import RedisLimiter
+from mercato.gateway.live.metrics import GatewayMetrics
 
 BACKEND = {"name": "a", "url": "http://127.0.0.1:1/v1", "model": "m",
            "prices": {"input": 1.0, "cached_input": 0.5, "output": 2.0}}
@@ -130,3 +138,41 @@ def test_limits_section_defaults_and_per_buyer_limits():
 def test_limits_mistakes_name_their_field(limits, where):
     with pytest.raises(ConfigError, match=where.replace(".", r"\.")):
         limits_config(**limits)
+
+
+def test_the_auction_price_resizes_the_reservation_or_refuses_with_402():
+    dear = BACKEND | {"name": "b", "prices": {"input": 2.0, "cached_input": 1.0, "output": 3.0}}
+    config = parse_config({"backends": [BACKEND, dear], "limits": {"buyers": {"alice": {"budget": 100.0}}}})
+    metrics = GatewayMetrics({"a": "m", "b": "m"}, {"alice"})
+
+    def request() -> RouteRequest:
+        return RouteRequest(request_id=uuid.uuid4().hex, prompt="p", prompt_tokens=10, max_tokens=5,
+                            session_id="s", turn=1, domain=None, source=None, buyer="alice",
+                            report=BuyerReport(), arrival=0.0)
+
+    def priced(req: RouteRequest, backends: list[str], externality: float) -> Dispatch:
+        decision = Decision(req, backends, True, 0.0, externality, 0.1, 1.0, 0.5, 1.0)
+        return Dispatch(build_router(config), decision, time.time)
+
+    async def story() -> None:
+        enforcement = Enforcement(config, metrics)
+        first = request()
+        await enforcement.admit(first)  # the dearer backend's worst case: 2 * 10 + 3 * 5
+        assert first.extra[RESERVATION].credits == pytest.approx(35.0)
+        await enforcement.priced(priced(first, ["a"], externality=4.0))  # 4 + (1 * 10 + 2 * 5)
+        assert first.extra[RESERVATION].credits == pytest.approx(24.0)
+        second = request()
+        await enforcement.admit(second)  # 24 + 35 <= 100
+        with pytest.raises(APIError) as info:  # 24 + 77 + 35 > 100
+            await enforcement.priced(priced(second, ["a", "b"], externality=77.0))
+        assert info.value.status == 402 and info.value.headers["x-should-retry"] == "false"
+        assert info.value.body()["error"]["code"] == "insufficient_quota"
+        enforcement.release(second, None, 0)
+        enforcement.release(first, None, 30)  # failed: nothing charged
+        await enforcement.stop()
+        assert enforcement.limiter.spent("alice") == 0.0
+        third = request()
+        await enforcement.admit(third)  # everything was released: a whole worst case fits again
+        assert metrics.limit_rejections.labels("alice", "budget")._value.get() == 1
+
+    run(story)

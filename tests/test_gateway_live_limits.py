@@ -48,9 +48,10 @@ def limited(urls: dict[str, str], db: Path, alice: dict[str, Any], **sections: A
                             | sections.get("limits", {})}))
 
 
-def ask(client: httpx.Client, max_tokens: int = 8, key: str = KEY) -> httpx.Response:
+def ask(client: httpx.Client, max_tokens: int = 8, key: str = KEY, stream: bool = False) -> httpx.Response:
     return client.post("/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
-                       json={"model": "mercato", "messages": MESSAGES, "max_tokens": max_tokens})
+                       json={"model": "mercato", "messages": MESSAGES, "max_tokens": max_tokens,
+                             "stream": stream})
 
 
 def fresh_window() -> None:
@@ -122,14 +123,15 @@ def test_two_replicas_racing_on_one_budget_charge_at_most_one_request_over_it(cl
                                                     state={"redis_url": server.url})))[0] for db in dbs]
         clients = [stack.enter_context(httpx.Client(base_url=u, timeout=30)) for u in urls]
         with ThreadPoolExecutor(8) as pool:
-            statuses = list(pool.map(lambda i: ask(clients[i % 2]).status_code, range(80)))
+            statuses = list(pool.map(lambda i: ask(clients[i % 2], stream=i % 3 == 0).status_code, range(80)))
     assert set(statuses) == {200, 402}
     payments = [r["payment"] for db in dbs for r in ledger_rows(db)]
     assert all(ledger_rows(db) for db in dbs)  # both replicas served
     assert sum(payments) <= budget + max(payments)
     assert sum(payments) > budget / 2  # the budget was used, not refused from the start
-    assert float(redis.Redis.from_url(server.url).get("mercato:spent:alice") or 0) == pytest.approx(
-        sum(payments))
+    r = redis.Redis.from_url(server.url)
+    assert float(r.get("mercato:spent:alice") or 0) == pytest.approx(sum(payments))
+    assert float(r.get("mercato:reserved:alice")) == pytest.approx(0.0)  # every reservation released
 
 
 def test_redis_stopped_under_load_replicas_serve_on_local_shares_then_resync(cluster, tmp_path, caplog):
