@@ -81,8 +81,9 @@ class Enforcement:
         limits = self.keys.limits(req.buyer)
         if not limits.limited:
             return
-        bound = max((self._charge(name, req) for name, (model, _, _) in self._prices.items()
-                     if req.any_model or model == req.model), default=0.0)
+        bound = 0.0 if limits.budget is None else max(
+            (self._charge(name, req) for name, (model, _, _) in self._prices.items()
+             if req.any_model or model == req.model), default=0.0)
         try:
             res = await self.limiter.reserve(req.buyer, limits, bound, req.prompt_tokens + req.max_tokens)
         except LimitExceeded as err:

@@ -140,6 +140,7 @@ class LocalLimiter:
     def __init__(self, windows: RateWindows) -> None:
         self.windows = windows
         self._accounts: dict[str, _Account] = {}
+        self._window = -1  # the latest window seen
 
     async def start(self) -> None:
         """Nothing to connect."""
@@ -148,10 +149,15 @@ class LocalLimiter:
         """Nothing to disconnect."""
 
     def _account(self, buyer: str) -> _Account:
+        index = self.windows.current()
+        if index != self._window:
+            # a new window: forget buyers that hold and owe nothing (their counts are of past windows),
+            # so that names clients make up (the body's user, without API keys) do not pile up
+            self._window = index
+            self._accounts = {b: a for b, a in self._accounts.items() if a.spent or a.reserved}
         account = self._accounts.get(buyer)
         if account is None:
             account = self._accounts[buyer] = _Account()
-        index = self.windows.current()
         if account.window.index != index:
             account.window = _Window(index)
         return account
@@ -194,7 +200,8 @@ class LocalLimiter:
         """:meth:`settle` without the event loop."""
         account = self._account(res.buyer)
         account.reserved = max(0.0, account.reserved - res.credits)
-        account.spent += credits
+        if res.limits.budget is not None:  # spend is kept for budgets only
+            account.spent += credits
         extra = tokens - res.tokens
         if res.window == account.window.index:
             account.window.tokens = max(0, account.window.tokens + extra)

@@ -80,7 +80,8 @@ redis.call('SET', KEYS[2], tostring(math.max(0, reserved + extra)), 'EX', ARGV[3
 return {'ok', tostring(spent), tostring(reserved)}
 """
 
-# KEYS: spent, reserved, tokens; ARGV: credits to release, credits to charge, token change, window ttl.
+# KEYS: spent, reserved, tokens; ARGV: credits to release, credits to charge (-1: keep no spend, the
+# buyer has no budget), token change, window ttl. Returns the spend.
 _SETTLE = """
 local reserved = tonumber(redis.call('GET', KEYS[2]) or '0')
 local release = tonumber(ARGV[1])
@@ -89,7 +90,8 @@ if release > 0 and reserved > 0 then
   redis.call('SET', KEYS[2], tostring(math.max(0, reserved - release)))
   if ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
 end
-local spent = redis.call('INCRBYFLOAT', KEYS[1], ARGV[2])
+local spent = redis.call('GET', KEYS[1]) or '0'
+if tonumber(ARGV[2]) >= 0 then spent = redis.call('INCRBYFLOAT', KEYS[1], ARGV[2]) end
 local change = tonumber(ARGV[3])
 if change ~= 0 then
   local used = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -279,7 +281,8 @@ class RedisLimiter:
             try:
                 spent = await self._settle(
                     keys=[_spent_key(res.buyer), _reserved_key(res.buyer), _window_keys(res.buyer, now)[1]],
-                    args=[repr(release), repr(credits), change, self._window_ttl])
+                    args=[repr(release), repr(credits) if res.limits.budget is not None else -1, change,
+                          self._window_ttl])
                 self._known[res.buyer] = float(spent)
                 if res.local:  # release what the local counters held for it
                     self.fallback.settle_now(res, 0.0, res.tokens)
