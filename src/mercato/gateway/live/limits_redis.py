@@ -196,7 +196,7 @@ class RedisLimiter:
         pushed in the next round, so an outage in the middle loses nothing.
         """
         synced: set[str] = set()
-        todo = set(self._known) | set(self.fallback.spending())
+        todo = {buyer for buyer, spent in self._known.items() if spent} | set(self.fallback.spending())
         while todo:
             charged = self.fallback.spending()
             for buyer in todo:
