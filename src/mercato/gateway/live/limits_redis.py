@@ -39,8 +39,10 @@ log = logging.getLogger("mercato.gateway")
 KEYS_HASH = "mercato:keys"
 TIMEOUT_S = 0.5  # a Redis slower than this counts as unreachable: requests must not wait on it
 PROBE_INTERVAL_S = 0.5
-# what counts as Redis being unreachable (a script error is a bug and is raised as such)
-OUTAGES = (redis.ConnectionError, redis.TimeoutError, OSError)
+# What makes a replica enforce alone: Redis refusing or not answering, and also any error it
+# answers with (no auth after a restart without the password, out of memory, a read-only
+# replica): requests are served on local limits rather than failed, and the log names the error.
+OUTAGES = (redis.RedisError, OSError)
 
 # KEYS: spent, reserved, requests, tokens; ARGV: budget, rpm, tpm (-1: none), credits, tokens,
 # window ttl, reservation ttl. Returns the state it decided on: status, spent, reserved, requests, tokens.
