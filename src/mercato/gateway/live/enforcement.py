@@ -48,11 +48,11 @@ class Enforcement:
 
     def __init__(self, config: GatewayConfig, metrics: GatewayMetrics) -> None:
         self.limiter = build_limiter(config)
-        self.keys = KeyRing(config.api_keys, config.limits,
-                            self.limiter if isinstance(self.limiter, RedisLimiter) else None)
-        if isinstance(self.limiter, RedisLimiter):
-            self.limiter.on_recovery.append(self.keys.restore)
-            metrics.watch_shared_limits(lambda lim=self.limiter: float(lim.shared))
+        shared = self.limiter if isinstance(self.limiter, RedisLimiter) else None
+        self.keys = KeyRing(config.api_keys, config.limits, shared)
+        if shared is not None:
+            shared.on_recovery.append(self.keys.restore)
+            metrics.watch_shared_limits(lambda: float(shared.shared))
         self.metrics = metrics
         self.window_s = config.limits.window_s
         # per backend: its model and the dearest of its input prices, and its output price
