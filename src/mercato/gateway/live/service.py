@@ -90,13 +90,15 @@ class Gateway:
         self.kv_index = kv_index(config) if router is None else None
         self.router: RoutingCore = router or build_router(config, self.kv_index)
         self.policy = str(self.router.snapshot()["policy"])
-        # Replicas behind one port count each other's load and share what they left in caches.
-        self.replicas = self.router.replica_view()
-        state = config.state
-        self.replica_sync = (ReplicaSync(self.replicas, state.redis_url)
-                             if state.redis_url is not None and state.share_routing else None)
         self.metrics = GatewayMetrics({b.name: b.model for b in config.backends},
                                       {*config.api_keys.values(), ANONYMOUS})
+        # Replicas behind one port count each other's load, share what they left in caches, and
+        # show each other's metrics.
+        self.replicas = self.router.replica_view()
+        state = config.state
+        self.replica_sync = (ReplicaSync(self.replicas, state.redis_url, share=state.share_routing,
+                                         metrics=self.metrics.render)
+                             if state.redis_url is not None else None)
         self.access_log = AccessLog(config.logging) if config.logging.access_log else None
         self.reporter = OutcomeReporter(self.metrics, self.access_log)
         self.kv_events = (KVEventSubscribers(config, self.kv_index, self.metrics)
@@ -114,6 +116,8 @@ class Gateway:
             self.metrics.watch_backend(name, lambda b=backend: b.in_flight,
                                        lambda b=backend: float(b.breaker.state))
         self.metrics.watch_queue(lambda: len(self.batcher))
+        if (sync := self.replica_sync) is not None:
+            self.metrics.watch_replicas(lambda: sync.peers, lambda: float(sync.reachable))
         self._health_task: asyncio.Task[None] | None = None
         self._learning: asyncio.TimerHandle | None = None
 
