@@ -30,7 +30,7 @@ from mercato.gateway.live.ledger import SUMMARY_SQL, insert_sql, row_of, summari
 from mercato.gateway.live.ledger_schema import apply_migrations, up_to_date
 
 CONNECT_TIMEOUT_S = 3  # how long a commit may wait for a server that does not answer at all
-# pg_advisory_xact_lock key of ledger migrations: any fixed bigint, the same in every replica
+# pg_advisory_lock key of ledger migrations: any fixed bigint, the same in every replica
 MIGRATION_LOCK = 0x6D65726361746F  # "mercato"
 _INSERT_RETURNING = insert_sql("%s") + " RETURNING 1"
 
@@ -110,8 +110,13 @@ class PostgresAccountingStore:
 
 
 def migrate_postgres(conn: psycopg.Connection[Any]) -> list[int]:
-    """Migrate a PostgreSQL ledger (autocommit connection) under a transaction-scoped advisory lock,
-    so that replicas starting at once apply each file once."""
+    """Migrate a PostgreSQL ledger (autocommit connection) under a session advisory lock, so that
+    replicas starting at once apply each file once.
+
+    The lock is taken before the migrating transaction begins, not inside it: a backend looks
+    tables up through caches that are refreshed when a transaction starts, and a lookup made
+    before waiting would still miss tables another replica committed meanwhile.
+    """
     def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         cur = conn.execute(sql, tuple(params) or None)
         return cur.fetchall() if cur.description is not None else []
@@ -119,8 +124,11 @@ def migrate_postgres(conn: psycopg.Connection[Any]) -> list[int]:
     def has_table(name: str) -> bool:
         return run("SELECT to_regclass(%s)", (name,))[0][0] is not None
 
-    with conn.transaction():
-        if up_to_date(run, has_table):
-            return []
-        run("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        return apply_migrations(run, has_table, "%s")
+    if up_to_date(run, has_table):
+        return []
+    run("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        with conn.transaction():
+            return apply_migrations(run, has_table, "%s")
+    finally:
+        run("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))

@@ -100,7 +100,7 @@ class SpoolingLedger:
             if not self._up:
                 return
             self._up = False
-        log.warning("ledger: PostgreSQL at %s is unavailable (%s); spooling records to %s until it is back",
+        log.warning("ledger: PostgreSQL at %s is unavailable (%s); spooling records to %s",
                     self.primary.where, str(err).strip() or type(err).__name__, self.spool.path)
 
     def _hand_on_loop(self) -> None:
