@@ -352,3 +352,27 @@ def test_embedded_postgres_keeps_its_ledger_across_restarts_and_never_runs_as_ro
     with embedded_postgres(data) as again:
         assert again.url.split("@")[0] == first_url.split("@")[0]  # the same password
         assert pg_ids(again.url) == ["kept"]
+
+
+def test_a_server_orphaned_by_a_killed_gateway_is_stopped_and_its_cluster_reused(reachable_dir):
+    data = reachable_dir / "pg"
+    code = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from mercato.gateway.live.embedded_postgres import embedded_postgres\n"
+        "from mercato.gateway.live.ledger_postgres import PostgresAccountingStore\n"
+        "from mercato.gateway.core.types import LedgerRecord\n"
+        "with embedded_postgres(Path(sys.argv[1])) as server:\n"
+        "    PostgresAccountingStore(server.url).record(\n"
+        "        LedgerRecord('before-kill', 1.0, 'b', 'a', 'm', 'auction', 10, 0, 5, 2.0, 2.5, 0.5, True))\n"
+        "    print(server.process.pid, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"  # no stop(): the server outlives its owner
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(data)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    orphan = int(proc.stdout)
+    with embedded_postgres(data) as server:
+        assert server.process.pid != orphan
+        assert pg_ids(server.url) == ["before-kill"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(orphan, 0)

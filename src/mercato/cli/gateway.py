@@ -64,8 +64,10 @@ def ledger_summary(
 
     try:
         summary = open_ledger_summary(db)
-    except (FileNotFoundError, psycopg.OperationalError) as err:
-        raise typer.BadParameter(str(err).strip(), param_hint="--db") from None
+    except FileNotFoundError as err:
+        raise typer.BadParameter(str(err), param_hint="--db") from None
+    except psycopg.OperationalError as err:  # libpq's message runs over lines: its first says why
+        raise typer.BadParameter(str(err).strip().splitlines()[0], param_hint="--db") from None
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
         return

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import psycopg
 
 from mercato.ports import free_port
@@ -75,6 +76,7 @@ class EmbeddedPostgres:
         if self.process is not None and self.process.poll() is None:
             return
         self._init_cluster()
+        self._stop_orphan()
         log = (self.data_dir / "postgres.log").open("ab")
         self.process = subprocess.Popen(
             [str(server_binaries() / "postgres"), "-D", str(self.pgdata), "-h", "127.0.0.1",
@@ -108,6 +110,23 @@ class EmbeddedPostgres:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def _stop_orphan(self) -> None:
+        """Stop a server left running on this cluster by a gateway that was killed (kill -9 skips
+        :meth:`stop`); PostgreSQL would otherwise refuse to start a second one on the cluster."""
+        pidfile = self.pgdata / "postmaster.pid"
+        try:
+            pid = int(pidfile.read_text().split()[0])
+            orphan = psutil.Process(pid)
+            if str(self.pgdata) not in orphan.cmdline():
+                return  # a stale file: the pid now belongs to something else
+        except (OSError, ValueError, IndexError, psutil.Error):
+            return
+        orphan.send_signal(signal.SIGINT)
+        with contextlib.suppress(psutil.TimeoutExpired):
+            orphan.wait(timeout=STOP_TIMEOUT_S)
+        if orphan.is_running():
+            orphan.kill()
 
     def _password(self) -> str:
         return (self.data_dir / "password").read_text().strip()

@@ -39,7 +39,8 @@ class SpoolingLedger:
 
     ``record_many`` is called from the group committer's worker thread; a daemon thread retries
     the database every ``retry_interval_s`` while it is away, or while the spool holds records.
-    ``spooled`` counts the records spooled since start, ``pending`` those the spool holds now.
+    ``spooled`` counts the records this replica spooled since start, ``pending`` those the spool
+    file holds (recounted after each hand-on: replicas may share one spool file).
     """
 
     fsyncs_each_commit = True  # both paths commit durably: the group committer runs them off the loop
@@ -100,8 +101,9 @@ class SpoolingLedger:
             if not self._up:
                 return
             self._up = False
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         log.warning("ledger: PostgreSQL at %s is unavailable (%s); spooling records to %s",
-                    self.primary.where, str(err).strip() or type(err).__name__, self.spool.path)
+                    self.primary.where, reason, self.spool.path.resolve())
 
     def _hand_on_loop(self) -> None:
         while not self._stop.wait(self._retry_interval_s):
@@ -110,19 +112,21 @@ class SpoolingLedger:
 
     def _try_hand_on(self) -> None:
         """Reach the database and move the spool into it; back up once the spool is empty."""
-        handed = 0
+        written = skipped = 0
         try:
             self.primary.ping()
             while batch := self.spool.oldest(HAND_ON_BATCH):
-                self.primary.record_many(batch)  # duplicates (already written) are skipped there
+                inserted = self.primary.record_many(batch)
                 self.spool.forget([rec.request_id for rec in batch])
-                handed += len(batch)
-                with self._state:
-                    self.pending -= len(batch)
+                written += sum(inserted)
+                skipped += len(batch) - sum(inserted)  # already there: written before the connection broke
         except psycopg.OperationalError:
             return  # still away: records keep going to the spool, tried again next interval
+        finally:
+            with self._state:
+                self.pending = self.spool.count()
         with self._state:
             was_up, self._up = self._up, True
         if not was_up:
-            log.warning("ledger: PostgreSQL at %s is back; %d spooled records written to it",
-                        self.primary.where, handed)
+            log.warning("ledger: PostgreSQL at %s is back; %d spooled records written to it, "
+                        "%d were there already", self.primary.where, written, skipped)
