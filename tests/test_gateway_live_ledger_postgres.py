@@ -31,6 +31,7 @@ from mercato.gateway.live.ledger_postgres import PostgresAccountingStore, migrat
 from mercato.gateway.live.ledger_schema import LATEST, SchemaError, migrate_sqlite
 from mercato.gateway.live.ledger_spool import SpoolingLedger
 from mercato.gateway.live.ledger_store import open_ledger_summary
+from mercato.gateway.live.startup import render_summary, startup_summary
 from mercato.ports import free_port
 
 BACKEND = {"name": "a", "url": "http://127.0.0.1:1", "model": "m",
@@ -209,6 +210,18 @@ def test_accounting_db_is_a_file_or_a_postgresql_url():
         parse_config({"backends": [BACKEND], "accounting": {"db": "mysql://h/db"}})
 
 
+def test_the_startup_summary_names_the_database_without_its_password(tmp_path):
+    url = "postgresql://mercato:s3cret-pw@db.internal:5433/ledger"
+    spool = str(tmp_path / "s.sqlite")
+    cfg = parse_config({"backends": [BACKEND], "accounting": {"db": url, "spool": spool}})
+    summary = startup_summary(cfg, "auction", "127.0.0.1", 8000)
+    assert summary["ledger"] == {"db": "postgresql://mercato@db.internal:5433/ledger",
+                                 "spool": str(tmp_path / "s.sqlite")}
+    text = render_summary(summary, "text")
+    assert f"  ledger: postgresql://mercato@db.internal:5433/ledger (spool {tmp_path / 's.sqlite'})" in text
+    assert "s3cret" not in text and "s3cret" not in render_summary(summary, "json")
+
+
 def test_ledger_summary_command_on_postgresql(pg_url):
     store = PostgresAccountingStore(pg_url)
     store.record_many([rec("r1", "a"), rec("r2", "b", cost=3.0)])
@@ -221,7 +234,7 @@ def test_ledger_summary_command_on_postgresql(pg_url):
     table = runner.invoke(app, ["ledger", "summary", "--db", pg_url])
     assert table.exit_code == 0 and "weak budget balance (payments >= costs): yes" in table.output
     down = runner.invoke(app, ["ledger", "summary", "--db", f"postgresql://u:p@127.0.0.1:{free_port()}/x"])
-    assert down.exit_code != 0 and "--db" in down.output
+    assert down.exit_code != 0 and "--db" in down.output and "Connection refused" in down.output
 
 
 # ---- the outage spool --------------------------------------------------------------------
