@@ -28,7 +28,7 @@ from mercato.gateway.live.config import ConfigError, parse_config
 from mercato.gateway.live.embedded_postgres import embedded_postgres
 from mercato.gateway.live.ledger import GroupCommitter, SQLiteAccountingStore
 from mercato.gateway.live.ledger_postgres import PostgresAccountingStore, migrate_postgres
-from mercato.gateway.live.ledger_schema import LATEST, SchemaError, migrate_sqlite
+from mercato.gateway.live.ledger_schema import LATEST, Migration, SchemaError, migrate_sqlite
 from mercato.gateway.live.ledger_spool import SpoolingLedger
 from mercato.gateway.live.ledger_store import open_ledger_summary
 from mercato.gateway.live.startup import render_summary, startup_summary
@@ -134,6 +134,13 @@ def test_an_unversioned_sqlite_ledger_is_adopted_as_version_1_with_its_rows(tmp_
     assert versions(lambda q: conn.execute(q).fetchall()) == [(1, "ledger (adopted)")]
     assert conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == 2
     conn.close()
+
+
+def test_a_migration_file_splits_into_its_statements_and_must_end_each_with_a_semicolon():
+    two = Migration(2, "more", "-- why\nCREATE TABLE a (x TEXT);\nCREATE INDEX a_x ON a (x);\n-- end\n")
+    assert two.statements() == ["-- why\nCREATE TABLE a (x TEXT);", "CREATE INDEX a_x ON a (x);"]
+    with pytest.raises(SchemaError, match=r"0003_open\.sql ends without a ';'"):
+        Migration(3, "open", "CREATE TABLE b (y TEXT)\n").statements()
 
 
 def test_a_ledger_newer_than_this_mercato_is_refused(tmp_path):
