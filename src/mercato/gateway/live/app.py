@@ -193,7 +193,7 @@ def create_app(config: GatewayConfig, router: RoutingCore | None = None, *,
     """The gateway as an ASGI app; ``router`` defaults to a Router built from ``config``.
 
     The app writes one ledger record per served request into ``store`` (the caller keeps it open
-    and closes it); without ``store`` it opens SQLite at ``config.accounting.db`` when it builds
+    and closes it); without ``store`` it opens the store ``config.accounting.db`` names when it builds
     the router itself, and writes nothing when the caller brought a router (which then accounts
     for itself, e.g. through the store it was given).
     """

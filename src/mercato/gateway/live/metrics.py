@@ -99,6 +99,14 @@ class GatewayMetrics:
         self.kv_exact = Gauge("mercato_kv_exact",
                               "1 while the backend's affinity comes from its KV events, 0 on the ledger",
                               ["backend"], registry=r)
+        self.ledger_up = Gauge("mercato_ledger_database_up",
+                               "1 while the PostgreSQL ledger takes records, 0 while they are spooled",
+                               registry=r)
+        self.ledger_spooled = Gauge("mercato_ledger_spooled_records",
+                                    "Records written to the local spool since start (PostgreSQL away)",
+                                    registry=r)
+        self.ledger_pending = Gauge("mercato_ledger_spool_pending",
+                                    "Records in the local spool, not yet in PostgreSQL", registry=r)
         self.kv_blocks = Gauge("mercato_kv_index_blocks", "Blocks the exact index holds for the backend",
                                ["backend"], registry=r)
 
@@ -155,6 +163,13 @@ class GatewayMetrics:
         """Gauges of one backend's exact index, read live at scrape time."""
         self.kv_exact.labels(name).set_function(exact)
         self.kv_blocks.labels(name).set_function(blocks)
+
+    def watch_ledger(self, up: Callable[[], float], spooled: Callable[[], float],
+                     pending: Callable[[], float]) -> None:
+        """Gauges of a PostgreSQL ledger's outage spool, read live at scrape time."""
+        self.ledger_up.set_function(up)
+        self.ledger_spooled.set_function(spooled)
+        self.ledger_pending.set_function(pending)
 
     def watch_queue(self, length: Callable[[], float]) -> None:
         """The batch queue's length, read live at scrape time."""

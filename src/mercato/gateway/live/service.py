@@ -39,7 +39,9 @@ from mercato.gateway.live.batcher import MicroBatcher, OverloadedError, QueueFul
 from mercato.gateway.live.config import GatewayConfig
 from mercato.gateway.live.errors import APIError
 from mercato.gateway.live.kv_subscriber import KVEventSubscribers, kv_index
-from mercato.gateway.live.ledger import GroupCommitter, SQLiteAccountingStore
+from mercato.gateway.live.ledger import GroupCommitter
+from mercato.gateway.live.ledger_spool import SpoolingLedger
+from mercato.gateway.live.ledger_store import open_ledger_store
 from mercato.gateway.live.metrics import GatewayMetrics
 from mercato.gateway.live.outcomes import Outcome
 from mercato.gateway.live.replica_sync import ReplicaSync
@@ -78,13 +80,13 @@ class Gateway:
                  store: AccountingStore | None = None) -> None:
         self.config = config
         # The app writes the ledger (group commits from a worker thread, so that durable commits
-        # never stall the event loop) into ``store``, or into SQLite at ``accounting.db`` when it
-        # builds the router itself. A caller that brings its own router and no store accounts
-        # for itself (for example through a router that was given a store).
+        # never stall the event loop) into ``store``, or into the store ``accounting.db`` names
+        # (SQLite, or PostgreSQL with an outage spool) when it builds the router itself. A caller
+        # that brings its own router and no store accounts for itself (for example through a
+        # router that was given a store).
         self._owns_store = router is None and store is None
         self.store: AccountingStore | None = (
-            SQLiteAccountingStore(config.accounting.db, config.accounting.synchronous)
-            if self._owns_store else store)
+            open_ledger_store(config.accounting) if self._owns_store else store)
         self.committer = GroupCommitter(self.store) if self.store is not None else None
         # Backends that publish KV events get exact cache state, when the app builds the router.
         self.kv_index = kv_index(config) if router is None else None
@@ -118,6 +120,9 @@ class Gateway:
         self.metrics.watch_queue(lambda: len(self.batcher))
         if (sync := self.replica_sync) is not None:
             self.metrics.watch_replicas(lambda: sync.peers, lambda: float(sync.reachable))
+        if isinstance(self.store, SpoolingLedger):
+            spool = self.store
+            self.metrics.watch_ledger(lambda: float(spool.up), lambda: spool.spooled, lambda: spool.pending)
         self._health_task: asyncio.Task[None] | None = None
         self._learning: asyncio.TimerHandle | None = None
 
