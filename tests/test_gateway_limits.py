@@ -176,3 +176,32 @@ def test_the_auction_price_resizes_the_reservation_or_refuses_with_402():
         assert metrics.limit_rejections.labels("alice", "budget")._value.get() == 1
 
     run(story)
+
+
+def test_replicas_rebuild_a_restarted_redis_spend_whichever_comes_back_first():
+    limits = BuyerLimits(budget=1000.0)
+    with embedded_redis() as server:
+        async def story() -> None:
+            a, b = (RedisLimiter(server.url, RateWindows(60.0), replicas=2, reservation_ttl_s=60)
+                    for _ in range(2))
+            for limiter in (a, b):
+                await limiter.start()
+            await a.settle(await a.reserve("alice", limits, 10.0, 1), 10.0, 1)  # 10 in Redis: a saw 10
+            await b.settle(await b.reserve("alice", limits, 10.0, 1), 5.0, 1)  # 15: b saw 15
+            await asyncio.to_thread(server.stop)
+            await a.settle(await a.reserve("alice", limits, 10.0, 1), 1.0, 1)  # a notices, charges alone
+            await b.settle(await b.reserve("alice", limits, 10.0, 1), 2.0, 1)
+            assert not a.shared and not b.shared
+            await asyncio.to_thread(server.start)  # empty
+            for _ in range(100):
+                if a.shared and b.shared:
+                    break
+                await asyncio.sleep(0.05)
+            # the latest spend either saw (15) plus what each charged alone (1 + 2), in any order
+            assert float(redis.Redis.from_url(server.url).get("mercato:spent:alice")) == pytest.approx(18.0)
+            await a.settle(await a.reserve("alice", limits, 10.0, 1), 1.0, 1)
+            assert a.spent("alice") == pytest.approx(19.0)
+            for limiter in (a, b):
+                await limiter.stop()
+
+        run(story)

@@ -23,9 +23,9 @@ from mercato.gateway.live.ledger import (
     BALANCE_TOLERANCE,
     GroupCommitter,
     SQLiteAccountingStore,
-    open_ledger_summary,
     remove_ledger,
 )
+from mercato.gateway.live.ledger_store import open_ledger_summary
 
 
 def rec(request_id: str, backend: str = "a", cost: float = 1.0, surplus: float = 0.25,

@@ -11,7 +11,7 @@ import pytest
 
 from gateway_live_support import CLUSTER, config_for, engines, gateway, ledger_rows
 from mercato.gateway.core.policies import POLICY_NAMES
-from mercato.gateway.live.ledger import open_ledger_summary
+from mercato.gateway.live.ledger_store import open_ledger_summary
 from mercato.workloads import dialogue_messages, synthetic_dialogues
 
 DIALOGUES = synthetic_dialogues("coqa", n=3, seed=0, turns=2)

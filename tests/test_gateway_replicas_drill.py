@@ -1,7 +1,8 @@
 """Drill: `mercato serve --workers 2` under load, one worker killed with -9.
 
-Every response a client saw succeed has exactly one ledger record, the surviving worker keeps
-serving, and the supervisor brings a new worker up in the killed one's place.
+Every response a client saw succeed has exactly one ledger record (in the embedded PostgreSQL the
+launcher starts when the config names no database), the surviving worker keeps serving, and the
+supervisor brings a new worker up in the killed one's place.
 """
 
 from __future__ import annotations
@@ -9,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import aiohttp
 import psutil
+import psycopg
 
 from gateway_live_support import config_for, engines
 from mercato.bench.peers import mercato_process
+from mercato.gateway.live.embedded_postgres import embedded_postgres
+from mercato.gateway.live.ledger_store import open_ledger_summary
 
 CLUSTER = {"small-1": "qwen3-4b", "small-2": "qwen3-4b"}
 CLIENTS = 6
@@ -59,11 +62,11 @@ async def drive(url: str) -> tuple[list[tuple[float, str]], int]:
     return ok, failed
 
 
-def test_kill_9_one_worker_loses_no_record_and_the_rest_keep_serving(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.sqlite"
+def test_kill_9_one_worker_loses_no_record_and_the_rest_keep_serving(reachable_dir: Path) -> None:
+    db = reachable_dir / "ledger.sqlite"  # a file path: with workers, the ledger goes to ledger.pgdata
     with engines(speed=50.0, cluster=CLUSTER) as urls:
         config = config_for(urls, db, CLUSTER)
-        with mercato_process(config, tmp_path / "gateway.yaml", workers=2) as (url, proc):
+        with mercato_process(config, reachable_dir / "gateway.yaml", workers=2) as (url, proc):
             parent = psutil.Process(proc.pid)
             deadline = time.monotonic() + 30
             while len(workers(parent)) < 2 and time.monotonic() < deadline:
@@ -90,11 +93,14 @@ def test_kill_9_one_worker_loses_no_record_and_the_rest_keep_serving(tmp_path: P
                 time.sleep(0.1)
             after = {p.pid for p in workers(parent)}
             assert len(after) == 2 and victim.pid not in after, "the supervisor did not replace the worker"
+            live = open_ledger_summary(reachable_dir / "ledger.pgdata")  # through the gateway's server
     assert sum(1 for t, _ in ok if t < KILL_AT_S) > 0
     assert sum(1 for t, _ in ok if t > KILL_AT_S + 0.5) > 0, "nobody was served after the kill"
-    conn = sqlite3.connect(db)
-    counts = dict(conn.execute("SELECT request_id, COUNT(*) FROM ledger GROUP BY request_id").fetchall())
-    conn.close()
+    assert not db.exists()
+    stored = open_ledger_summary(reachable_dir / "ledger.pgdata")  # the server is started for the read
+    assert stored["overall"]["requests"] == live["overall"]["requests"] >= len(ok)
+    with embedded_postgres(reachable_dir / "ledger.pgdata") as server, psycopg.connect(server.url) as conn:
+        counts = dict(conn.execute("SELECT request_id, COUNT(*) FROM ledger GROUP BY request_id").fetchall())
     seen = [rid for _, rid in ok]
     assert len(set(seen)) == len(seen)
     assert [rid for rid in seen if counts.get(rid) != 1] == []  # each exactly once, none lost

@@ -57,17 +57,23 @@ def gateway_serve(
 
 @ledger_app.command("summary")
 def ledger_summary(
-    db: Annotated[Path, typer.Option(help="Ledger file (accounting.db of the gateway config).")] = Path(
-        "mercato-ledger.sqlite"),
+    db: Annotated[str, typer.Option(help="accounting.db of the gateway config: a SQLite file or a "
+                                         "postgresql:// URL; or the .pgdata folder of the embedded "
+                                         "PostgreSQL of `mercato serve --workers N`.")
+                  ] = "mercato-ledger.sqlite",
     json_out: JsonFlag = False,
 ) -> None:
     """Totals per backend and overall, and the weak budget balance check sum(payment) >= sum(cost)."""
-    from mercato.gateway.live.ledger import open_ledger_summary
+    import psycopg
+
+    from mercato.gateway.live.ledger_store import open_ledger_summary
 
     try:
         summary = open_ledger_summary(db)
     except FileNotFoundError as err:
         raise typer.BadParameter(str(err), param_hint="--db") from None
+    except psycopg.OperationalError as err:  # libpq's message runs over lines: its first says why
+        raise typer.BadParameter(str(err).strip().splitlines()[0], param_hint="--db") from None
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
         return

@@ -35,6 +35,7 @@ from starlette.types import Receive, Scope, Send
 from mercato.gateway.core.types import AUTO_MODEL, AccountingStore, RoutingCore
 from mercato.gateway.live.config import GatewayConfig
 from mercato.gateway.live.errors import APIError
+from mercato.gateway.live.metrics import federate
 from mercato.gateway.live.openai_api import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -194,7 +195,7 @@ def create_app(config: GatewayConfig, router: RoutingCore | None = None, *,
     """The gateway as an ASGI app; ``router`` defaults to a Router built from ``config``.
 
     The app writes one ledger record per served request into ``store`` (the caller keeps it open
-    and closes it); without ``store`` it opens SQLite at ``config.accounting.db`` when it builds
+    and closes it); without ``store`` it opens the store ``config.accounting.db`` names when it builds
     the router itself, and writes nothing when the caller brought a router (which then accounts
     for itself, e.g. through the store it was given).
     """
@@ -277,6 +278,10 @@ def create_app(config: GatewayConfig, router: RoutingCore | None = None, *,
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         gw.reporter.flush()  # every request finished so far is counted
-        return Response(gw.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        own = gw.metrics.render()
+        sync = gw.replica_sync
+        if sync is not None:  # replicas: this one's series and the others', each labelled
+            own = federate({sync.name: own, **sync.peer_metrics})
+        return Response(own, media_type=CONTENT_TYPE_LATEST)
 
     return GatewayApp(gw, app)

@@ -22,6 +22,7 @@ from mercato.gateway.core.policies import POLICY_NAMES
 from mercato.gateway.core.predictors import PredictorSettings
 from mercato.gateway.core.router import RouterSettings
 from mercato.gateway.core.valuation import ValuationSettings
+from mercato.gateway.live.ledger import is_postgres_url
 from mercato.gateway.live.openai_api import MAX_BID
 from mercato.gateway.live.secrets import UnsetVariable, expand_secrets
 
@@ -221,14 +222,28 @@ class PrefixConfig(_Section):
 
 
 class AccountingConfig(_Section):
-    """Where the SQLite ledger lives and how durable each commit is.
+    """Where the ledger lives and how durable each commit is.
 
-    ``NORMAL``: a committed record survives a crash of the gateway (no fsync per commit);
-    ``FULL``: it also survives an operating-system crash or power loss (one fsync per commit group).
+    ``db``: a SQLite file (the single-process default) or a ``postgresql://`` URL, which every
+    replica may share; ``${VAR}`` keeps its password out of the file. ``synchronous`` (SQLite):
+    ``NORMAL``: a committed record survives a crash of the gateway (no fsync per commit); ``FULL``:
+    it also survives an operating-system crash or power loss (one fsync per commit group).
+    ``spool`` (PostgreSQL): the local SQLite file that holds records while the database is away.
     """
 
-    db: Path = Path("mercato-ledger.sqlite")
+    db: Path | str = Path("mercato-ledger.sqlite")
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    spool: Path = Path("mercato-ledger-spool.sqlite")
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _file_or_url(cls, value: Any) -> Any:
+        """A ``postgresql://`` URL stays a string; anything else is a SQLite file's path."""
+        if not isinstance(value, str) or is_postgres_url(value):
+            return value
+        if "://" in value:
+            raise ValueError("must be a SQLite file or a postgresql:// URL")
+        return Path(value)
 
 
 class StateConfig(_Section):

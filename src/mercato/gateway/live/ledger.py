@@ -1,16 +1,18 @@
 """The accounting ledger: one durable row per routed request, written exactly once.
 
-SQLite in WAL mode. With ``synchronous=NORMAL`` (the default) a committed row survives a crash
-of the gateway process, which is the failure a ledger must ride out, and a commit costs no
-fsync (about 0.1 ms), so the live app commits on its event loop and copies the WAL into the
-database file (the step that does fsync) from a worker thread once a second; ``FULL`` also
-survives an operating-system crash or power loss, at one fsync (several milliseconds on ordinary
-disks) per commit, so those commits run in a worker thread, grouped. Readers
-(``mercato ledger summary``) never block the writer, and the primary key on ``request_id`` plus
-``INSERT ... ON CONFLICT DO NOTHING`` makes a second write of the same request a no-op that
-reports itself. The SQL is the common subset that PostgreSQL also
-speaks, so a PostgreSQL store implements :class:`~mercato.gateway.core.types.AccountingStore` with
-the same statements and another driver.
+This module holds what every store shares (the columns, the insert and summary SQL, the group
+committer) and the single-process store, SQLite in WAL mode; the replicas' store is
+:mod:`mercato.gateway.live.ledger_postgres`, its outage spool
+:mod:`mercato.gateway.live.ledger_spool`, and the schema both are kept at
+:mod:`mercato.gateway.live.ledger_schema`. With ``synchronous=NORMAL`` (the default) a committed
+SQLite row survives a crash of the gateway process, which is the failure a ledger must ride out,
+and a commit costs no fsync (about 0.1 ms), so the live app commits on its event loop and copies
+the WAL into the database file (the step that does fsync) from a worker thread once a second;
+``FULL`` also survives an operating-system crash or power loss, at one fsync (several
+milliseconds on ordinary disks) per commit, so those commits run in a worker thread, grouped.
+Readers (``mercato ledger summary``) never block the writer, and the primary key on
+``request_id`` plus ``INSERT ... ON CONFLICT DO NOTHING`` makes a second write of the same
+request a no-op that reports itself. The SQL is the common subset that PostgreSQL also speaks.
 """
 
 from __future__ import annotations
@@ -26,30 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from mercato.gateway.core.types import AccountingStore, LedgerRecord
+from mercato.gateway.live.ledger_schema import migrate_sqlite
 
 COLUMNS = tuple(f.name for f in fields(LedgerRecord))
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS ledger (
-    request_id TEXT PRIMARY KEY,
-    ts DOUBLE PRECISION NOT NULL,
-    buyer TEXT NOT NULL,
-    backend TEXT NOT NULL,
-    model TEXT NOT NULL,
-    policy TEXT NOT NULL,
-    prompt_tokens INTEGER NOT NULL,
-    cached_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL,
-    cost DOUBLE PRECISION NOT NULL,
-    payment DOUBLE PRECISION NOT NULL,
-    surplus DOUBLE PRECISION NOT NULL,
-    paid INTEGER NOT NULL
-)
-"""
-_INSERT = (f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-           "ON CONFLICT (request_id) DO NOTHING")
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")  # a ledger `db` with one of these is PostgreSQL
 _SUMS = ("COUNT(*), COALESCE(SUM(paid), 0), COALESCE(SUM(prompt_tokens), 0), "
          "COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
          "COALESCE(SUM(cost), 0), COALESCE(SUM(payment), 0), COALESCE(SUM(surplus), 0)")
+# The summary's two queries, overall then per backend: both stores run them as they are.
+SUMMARY_SQL = (f"SELECT {_SUMS} FROM ledger",
+               f"SELECT backend, {_SUMS} FROM ledger GROUP BY backend ORDER BY backend")
 _TOTAL_KEYS = ("requests", "paid_requests", "prompt_tokens", "cached_tokens", "completion_tokens",
                "cost", "payment", "surplus")
 # Float sums of many small prices can differ in the last bits; balance is checked to this slack.
@@ -57,6 +45,21 @@ BALANCE_TOLERANCE = 1e-9
 SYNCHRONOUS = ("NORMAL", "FULL")  # SQLite durability levels offered (see module doc)
 CHECKPOINT_INTERVAL_S = 1.0
 log = logging.getLogger("mercato.gateway.live.ledger")
+
+
+def is_postgres_url(db: str | Path) -> bool:
+    """True when a ledger location names a PostgreSQL database rather than a SQLite file."""
+    return isinstance(db, str) and db.startswith(POSTGRES_SCHEMES)
+
+
+def insert_sql(param: str) -> str:
+    """The exactly-once insert of one record, with the driver's placeholder (``?`` or ``%s``)."""
+    return (f"INSERT INTO ledger ({', '.join(COLUMNS)}) VALUES ({', '.join([param] * len(COLUMNS))}) "
+            "ON CONFLICT (request_id) DO NOTHING")
+
+
+_INSERT = insert_sql("?")
+_OLDEST = f"SELECT {', '.join(COLUMNS)} FROM ledger ORDER BY ts, request_id LIMIT ?"
 
 
 class SQLiteAccountingStore:
@@ -77,7 +80,7 @@ class SQLiteAccountingStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
         self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.execute(_SCHEMA)
+        migrate_sqlite(self._conn)
         self.fsyncs_each_commit = synchronous == "FULL"
         if not self.fsyncs_each_commit:
             # Commits stay cheap; the fsyncing WAL copy runs when checkpoint() is called instead.
@@ -94,7 +97,7 @@ class SQLiteAccountingStore:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                inserted = [self._conn.execute(_INSERT, _row(rec)).rowcount == 1 for rec in recs]
+                inserted = [self._conn.execute(_INSERT, row_of(rec)).rowcount == 1 for rec in recs]
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
@@ -104,17 +107,31 @@ class SQLiteAccountingStore:
     def summary(self) -> dict[str, Any]:
         """Totals overall and per backend, and the weak budget balance check sum(payment) >= sum(cost)."""
         with self._lock:
-            overall = self._conn.execute(f"SELECT {_SUMS} FROM ledger").fetchone()
-            per_backend = self._conn.execute(
-                f"SELECT backend, {_SUMS} FROM ledger GROUP BY backend ORDER BY backend").fetchall()
-        totals = _totals(overall)
-        return {
-            "db": str(self.path),
-            "overall": totals,
-            "backends": {row[0]: _totals(row[1:]) for row in per_backend},
-            "weak_budget_balance": totals["payment"] >= totals["cost"] - BALANCE_TOLERANCE,
-            "hub_balance": totals["payment"] - totals["cost"],
-        }
+            overall = self._conn.execute(SUMMARY_SQL[0]).fetchone()
+            per_backend = self._conn.execute(SUMMARY_SQL[1]).fetchall()
+        return summarize(str(self.path), overall, per_backend)
+
+    def oldest(self, limit: int) -> list[LedgerRecord]:
+        """Up to ``limit`` records, oldest first (the spool hands them on in this order)."""
+        with self._lock:
+            rows = self._conn.execute(_OLDEST, (limit,)).fetchall()
+        return [from_row(row) for row in rows]
+
+    def forget(self, request_ids: Sequence[str]) -> None:
+        """Delete these records in one transaction (the spool, once another store holds them)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany("DELETE FROM ledger WHERE request_id = ?", [(r,) for r in request_ids])
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def count(self) -> int:
+        """How many records the ledger holds."""
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0])
 
     def checkpoint(self) -> None:
         """Copy committed WAL frames into the database file without blocking the writer.
@@ -144,9 +161,17 @@ def remove_ledger(path: Path) -> None:
         part.unlink(missing_ok=True)
 
 
-def _row(rec: LedgerRecord) -> tuple[Any, ...]:
+def row_of(rec: LedgerRecord) -> tuple[Any, ...]:
+    """The record's column values in :data:`COLUMNS` order (``paid`` as 0/1, as both databases store it)."""
     # Field by field: dataclasses.astuple deep-copies, which cost more than the insert itself.
     return tuple(int(v) if isinstance(v, bool) else v for v in (getattr(rec, c) for c in COLUMNS))
+
+
+def from_row(row: Sequence[Any]) -> LedgerRecord:
+    """The record a row of :data:`COLUMNS` holds."""
+    values = dict(zip(COLUMNS, row, strict=True))
+    values["paid"] = bool(values["paid"])
+    return LedgerRecord(**values)
 
 
 class GroupCommitter:
@@ -239,20 +264,21 @@ def _resolve(group: list[tuple[LedgerRecord, asyncio.Future[bool]]], outcome: li
             future.set_result(outcome[i])
 
 
-def _totals(row: tuple[Any, ...]) -> dict[str, float | int]:
+def summarize(db: str, overall: Sequence[Any], per_backend: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """A store's summary from the rows of :data:`SUMMARY_SQL`: totals overall and per backend, and
+    the weak budget balance check sum(payment) >= sum(cost)."""
+    totals = _totals(overall)
+    return {
+        "db": db,
+        "overall": totals,
+        "backends": {row[0]: _totals(row[1:]) for row in per_backend},
+        "weak_budget_balance": totals["payment"] >= totals["cost"] - BALANCE_TOLERANCE,
+        "hub_balance": totals["payment"] - totals["cost"],
+    }
+
+
+def _totals(row: Sequence[Any]) -> dict[str, float | int]:
     totals: dict[str, float | int] = dict(zip(_TOTAL_KEYS, row, strict=True))
     prompt = totals["prompt_tokens"]
     totals["kv_hit_rate"] = totals["cached_tokens"] / prompt if prompt else 0.0
     return totals
-
-
-def open_ledger_summary(path: str | Path) -> dict[str, Any]:
-    """Summary of an existing ledger file; raises FileNotFoundError rather than creating one."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no ledger at {path}")
-    store = SQLiteAccountingStore(path)
-    try:
-        return store.summary()
-    finally:
-        store.close()

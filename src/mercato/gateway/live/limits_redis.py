@@ -8,14 +8,17 @@ same moment cannot both take the last credits of its budget. Keys (``{b}``: the 
   replica killed mid-request held);
 - ``mercato:req:{b}:{k}`` and ``mercato:tok:{b}:{k}``: requests and tokens of rate window ``k``
   (expire after two windows);
-- ``mercato:keys``: runtime API keys (:mod:`mercato.gateway.live.api_keys`).
+- ``mercato:keys``: runtime API keys (:mod:`mercato.gateway.live.api_keys`);
+- ``mercato:epoch``: one id per Redis lifetime; ``mercato:rebuilt:{b}``: the rebuild of a buyer's
+  spend after a restart, for ``REBUILD_S``.
 
 When Redis does not answer, the replica logs it once and enforces limits on its own counters
 (:class:`~mercato.gateway.live.limits.LocalLimiter`), each replica taking 1/``replicas`` of every
 rate limit and of the budget left at the outage, so that together they stay within the limits.
-It probes Redis meanwhile; once it answers, the replica adds what it charged during the outage
-to the shared spend (raising the spend first to what it last saw, for a restarted, empty
-server), puts back the runtime keys it knows, logs the recovery once and shares again.
+It probes Redis meanwhile; once it answers, the replica puts back the runtime keys it knows, adds
+what it charged during the outage to the shared spend and, if Redis restarted empty (it lacks
+the ``mercato:epoch`` it had), rebuilds the spend with the other replicas from the latest any of
+them saw; then it logs the recovery once and shares again.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,6 +41,8 @@ from mercato.gateway.live.limits import LimitExceeded, LocalLimiter, RateWindows
 
 log = logging.getLogger("mercato.gateway")
 KEYS_HASH = "mercato:keys"
+EPOCH_KEY = "mercato:epoch"  # set once per Redis lifetime: an empty, restarted Redis lacks it
+REBUILD_S = 60  # how long the replicas' joint rebuild of the spend after a restart may take
 TIMEOUT_S = 0.5  # a Redis slower than this counts as unreachable: requests must not wait on it
 PROBE_INTERVAL_S = 0.5
 # What makes a replica enforce alone: Redis refusing or not answering, and also any error it
@@ -102,16 +108,32 @@ end
 return spent
 """
 
-# KEYS: spent; ARGV: the spend this replica last saw, what it charged since. Returns the new spend.
+# KEYS: spent, rebuilt; ARGV: the spend this replica last saw, what it charged since, 1 when Redis
+# restarted (empty) while it was away, how long a rebuild lasts (s). Returns the new spend.
+# After a restart the replicas rebuild the spend together: ``rebuilt`` holds the largest spend any
+# of them has brought back so far, and each adds only what its own last sight adds to that, so
+# the spend becomes (the latest any replica saw) + (what each charged since), in any order.
 _RESYNC = """
-local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
-if spent < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+local base = false
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[2], '0', 'NX', 'EX', ARGV[4])
+  base = tonumber(redis.call('GET', KEYS[2]) or '0')
+end
+local seen = tonumber(ARGV[1])
+if base and seen > base then
+  redis.call('INCRBYFLOAT', KEYS[1], tostring(seen - base))
+  redis.call('SET', KEYS[2], ARGV[1], 'KEEPTTL')
+end
 return redis.call('INCRBYFLOAT', KEYS[1], ARGV[2])
 """
 
 
 def _spent_key(buyer: str) -> str:
     return f"mercato:spent:{buyer}"
+
+
+def _rebuilt_key(buyer: str) -> str:
+    return f"mercato:rebuilt:{buyer}"
 
 
 def _reserved_key(buyer: str) -> str:
@@ -135,7 +157,8 @@ class RedisLimiter:
         self.replicas = replicas
         self.shared = True
         self.fallback = LocalLimiter(windows)
-        # called after each recovery, before sharing again (the key ring puts its keys back)
+        # called at each recovery, before the spend is resynced and sharing resumes (the key ring
+        # puts its keys back)
         self.on_recovery: list[Callable[[], Awaitable[None]]] = []
         self._client = redis.asyncio.Redis.from_url(
             url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S, retry=Retry(NoBackoff(), 0))
@@ -146,15 +169,22 @@ class RedisLimiter:
         self._window_ttl = math.ceil(2 * windows.window_s)
         self._reservation_ttl = math.ceil(reservation_ttl_s)
         self._known: dict[str, float] = {}  # each buyer's spend as Redis last told it
+        self._epoch: str | None = None  # the epoch of the Redis last seen (None: never reached)
         self._probe: asyncio.Task[None] | None = None
 
     # ---- lifecycle and health -------------------------------------------------------------
     async def start(self) -> None:
         """Check that Redis answers; if not, start on local limits (and keep probing)."""
         try:
-            await self._client.ping()
+            self._epoch = await self._claim_epoch()
         except OUTAGES as err:
             self.outage(err)
+
+    async def _claim_epoch(self) -> str:
+        """The epoch of the Redis reached now: the one there, or a new one if it has none."""
+        await self._client.set(EPOCH_KEY, uuid.uuid4().hex, nx=True)
+        epoch = await self._client.get(EPOCH_KEY)
+        return epoch.decode() if epoch is not None else ""
 
     async def stop(self) -> None:
         """Stop probing and close the connection pool."""
@@ -178,33 +208,38 @@ class RedisLimiter:
         while True:
             await asyncio.sleep(PROBE_INTERVAL_S)
             try:
-                await self._client.ping()
-                buyers = await self._resync_spend()
+                epoch = await self._claim_epoch()
                 for restore in self.on_recovery:
                     await restore()
+                # last: it ends with nothing left to push, and nothing can be charged locally
+                # between its end and sharing again
+                buyers = await self._resync_spend(restarted=self._epoch is not None and epoch != self._epoch)
             except OUTAGES:
                 continue
+            self._epoch = epoch
             self.shared = True
             self._probe = None
             log.warning("shared state at %s reachable again: sharing budgets and rate limits "
                         "(spend of %d buyer(s) resynced)", redacted(self.url), buyers)
             return
 
-    async def _resync_spend(self) -> int:
-        """Raise each buyer's shared spend to what was last seen (a restarted Redis is empty) and add
-        what this replica charged while it was away; returns how many buyers were synced.
+    async def _resync_spend(self, restarted: bool) -> int:
+        """Add what this replica charged while Redis was away, and after a restart (Redis came back
+        empty) rebuild each buyer's spend from what was last seen; returns how many buyers were synced.
 
         A charge is forgotten locally only once Redis has it, and charges made during the push are
         pushed in the next round, so an outage in the middle loses nothing.
         """
         synced: set[str] = set()
-        todo = {buyer for buyer, spent in self._known.items() if spent} | set(self.fallback.spending())
+        seen = dict(self._known)  # as last seen before the outage, whatever the pushes return
+        todo = {buyer for buyer, spent in seen.items() if spent} | set(self.fallback.spending())
         while todo:
             charged = self.fallback.spending()
             for buyer in todo:
                 amount = charged.get(buyer, 0.0)
-                spent = await self._resync(keys=[_spent_key(buyer)],
-                                           args=[repr(self._known.get(buyer, 0.0)), repr(amount)])
+                spent = await self._resync(keys=[_spent_key(buyer), _rebuilt_key(buyer)],
+                                           args=[repr(seen.get(buyer, 0.0)), repr(amount),
+                                                 int(restarted), REBUILD_S])
                 self.fallback.discharge(buyer, amount)
                 self._known[buyer] = float(spent)
             synced |= todo

@@ -14,11 +14,13 @@ finished requests' outcomes in passes off the response path (:mod:`mercato.gatew
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from mercato.gateway.live.outcomes import Outcome
 
@@ -106,8 +108,22 @@ class GatewayMetrics:
         self.kv_exact = Gauge("mercato_kv_exact",
                               "1 while the backend's affinity comes from its KV events, 0 on the ledger",
                               ["backend"], registry=r)
+        self.ledger_up = Gauge("mercato_ledger_database_up",
+                               "1 while the PostgreSQL ledger takes records, 0 while they are spooled",
+                               registry=r)
+        self.ledger_spooled = Gauge("mercato_ledger_spooled_records",
+                                    "Records written to the local spool since start (PostgreSQL away)",
+                                    registry=r)
+        self.ledger_pending = Gauge("mercato_ledger_spool_pending",
+                                    "Records in the local spool, not yet in PostgreSQL", registry=r)
         self.kv_blocks = Gauge("mercato_kv_index_blocks", "Blocks the exact index holds for the backend",
                                ["backend"], registry=r)
+
+        self.replica_peers = Gauge("mercato_replica_peers",
+                                   "Other gateway replicas alive in the shared state", registry=r)
+        self.shared_state = Gauge("mercato_shared_state_reachable",
+                                  "1 while the shared state (Redis) answers, 0 while replicas route alone",
+                                  registry=r)
 
     def record(self, o: Outcome) -> None:
         """Count one finished request (called in the reporting pass, not on the response path)."""
@@ -157,6 +173,13 @@ class GatewayMetrics:
         self.kv_exact.labels(name).set_function(exact)
         self.kv_blocks.labels(name).set_function(blocks)
 
+    def watch_ledger(self, up: Callable[[], float], spooled: Callable[[], float],
+                     pending: Callable[[], float]) -> None:
+        """Gauges of a PostgreSQL ledger's outage spool, read live at scrape time."""
+        self.ledger_up.set_function(up)
+        self.ledger_spooled.set_function(spooled)
+        self.ledger_pending.set_function(pending)
+
     def watch_budget(self, buyer: str, remaining: Callable[[], float]) -> None:
         """A buyer's remaining budget, read live at scrape time."""
         self.budget_remaining.labels(self.buyer_label(buyer)).set_function(remaining)
@@ -169,6 +192,41 @@ class GatewayMetrics:
         """The batch queue's length, read live at scrape time."""
         self.queue.set_function(length)
 
+    def watch_replicas(self, peers: Callable[[], float], reachable: Callable[[], float]) -> None:
+        """Gauges of the replicas' shared state, read live at scrape time."""
+        self.replica_peers.set_function(peers)
+        self.shared_state.set_function(reachable)
+
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class _Families:
+    """A collector that hands out metric families built elsewhere (the replicas' merged ones)."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def federate(replicas: Mapping[str, bytes]) -> bytes:
+    """Several gateway replicas' expositions as one, each sample labelled with its ``replica``.
+
+    Whichever worker of ``mercato serve --workers N`` answers a scrape returns every live
+    replica's series, so a scrape through the shared port sees the whole gateway; sum them
+    with ``sum without (replica) (...)``.
+    """
+    families: dict[str, Metric] = {}
+    for replica, text in replicas.items():
+        for family in text_string_to_metric_families(text.decode()):
+            merged = families.get(family.name)
+            if merged is None:
+                merged = families[family.name] = Metric(family.name, family.documentation, family.type,
+                                                        family.unit)
+            merged.samples += [s._replace(labels={**s.labels, "replica": replica}) for s in family.samples]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families.values()))  # type: ignore[arg-type]
+    return generate_latest(registry)

@@ -14,6 +14,10 @@ crash) reads the stream from its start and so inherits the recent history. With 
 engines themselves publish their cache state and every replica subscribes, so nothing extra is
 shared for those backends.
 
+Metrics: every ``METRICS_INTERVAL_S`` a replica also leaves its Prometheus exposition under
+``mercato:metrics:<replica>`` and keeps the others', so that a scrape answered by any worker shows
+every replica (:func:`~mercato.gateway.live.metrics.federate`).
+
 Outage: when Redis cannot be reached the replica logs it once, routes on its own load and prefix
 state (the others' load is dropped rather than trusted stale), retries every ``RETRY_S`` and logs
 the recovery once. A restarted, empty Redis needs no rebuilding: leases are rewritten on the next
@@ -44,6 +48,7 @@ log = logging.getLogger("mercato.gateway")
 LOAD_INTERVAL_S = 0.1  # how often a replica reports its load and reads the others'
 LEASE_S = 1.5  # a report older than this is gone (the replica stopped renewing it)
 RETRY_S = 1.0  # wait before trying an unreachable Redis again
+METRICS_INTERVAL_S = 1.0  # how often a replica leaves its metrics for the others
 READ_BLOCK_MS = 1000  # longest wait of the prefix reader for new entries
 STREAM_MAXLEN = 10_000  # prefix entries kept for replicas that start later
 PUBLISH_BATCH = 256  # prefix entries written per round trip
@@ -51,6 +56,7 @@ OUTBOX_LIMIT = 10_000  # prefix entries held while Redis is away; the oldest are
 REPLICAS = "mercato:replicas"
 LOAD = "mercato:load:"
 PREFIX = "mercato:prefix"
+METRICS = "mercato:metrics:"
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
@@ -60,12 +66,21 @@ def replica_name() -> str:
 
 
 class ReplicaSync:
-    """Keeps one replica's :class:`ReplicaView` in step with the other replicas through Redis."""
+    """Keeps one replica's :class:`ReplicaView` in step with the other replicas through Redis.
 
-    def __init__(self, view: ReplicaView, url: str, name: str | None = None) -> None:
+    ``share``: take the others' load and prefix entries into the view (off: only register, and
+    exchange ``metrics``, a callable returning this replica's exposition).
+    """
+
+    def __init__(self, view: ReplicaView, url: str, name: str | None = None, *, share: bool = True,
+                 metrics: Callable[[], bytes] | None = None) -> None:
         self.view = view
         self.url = url
         self.name = name or replica_name()
+        self.share = share
+        self.metrics = metrics
+        self.peer_metrics: dict[str, bytes] = {}  # the other live replicas' expositions
+        self._others: list[str] = []
         self.reachable = True
         self.peers = 0  # other live replicas at the latest beat
         self.received = 0  # prefix entries applied from other replicas
@@ -75,7 +90,8 @@ class ReplicaSync:
         self._client: aioredis.Redis | None = None
         self._reader: aioredis.Redis | None = None
         self._position: bytes | str = "0-0"  # the reader's place in the stream: from its start, at first
-        view.listen(self._observed)
+        if share:
+            view.listen(self._observed)
 
     def _observed(self, backend: str, session: str, text: str) -> None:
         self._outbox.append((backend, session, text))
@@ -86,7 +102,12 @@ class ReplicaSync:
         self._client = aioredis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._reader = aioredis.from_url(self.url, socket_timeout=READ_BLOCK_MS / 1000.0 + 2.0,
                                          socket_connect_timeout=1.0)
-        for loop, name in ((self._beat, "load"), (self._publish, "publish"), (self._read, "read")):
+        loops = [(self._beat, "load")]
+        if self.share:
+            loops += [(self._publish, "publish"), (self._read, "read")]
+        if self.metrics is not None:
+            loops.append((self._exchange_metrics, "metrics"))
+        for loop, name in loops:
             self._tasks.append(asyncio.create_task(self._forever(loop, name == "load"),
                                                    name=f"mercato-replica-{name}"))
 
@@ -100,7 +121,7 @@ class ReplicaSync:
         self._tasks.clear()
         if self._client is not None:
             with contextlib.suppress(*_UNREACHABLE):
-                await self._client.delete(LOAD + self.name)
+                await self._client.delete(LOAD + self.name, METRICS + self.name)
                 await self._client.zrem(REPLICAS, self.name)
             await self._client.aclose()
         if self._reader is not None:
@@ -129,6 +150,8 @@ class ReplicaSync:
     def _lost(self, err: BaseException) -> None:
         self.view.share({}, time.time())
         self.peers = 0
+        self._others = []
+        self.peer_metrics = {}
         if self.reachable:
             self.reachable = False
             log.warning("shared state at %s unreachable (%s): routing on this replica's own load and "
@@ -153,13 +176,22 @@ class ReplicaSync:
         pipe.zremrangebyscore(REPLICAS, "-inf", now * 1000)
         pipe.zrange(REPLICAS, 0, -1)
         alive = [n.decode() for n in (await pipe.execute())[-1]]
-        others = [n for n in alive if n != self.name]
-        raw = await self._client.mget([LOAD + n for n in others]) if others else []
-        now = time.time()
-        reports = [_parse_load(r, now) for r in raw if r is not None]
-        self.peers = len(reports)
-        self.view.share(summed(reports), now)
+        self._others = others = [n for n in alive if n != self.name]
+        self.peers = len(others)
+        if self.share:
+            raw = await self._client.mget([LOAD + n for n in others]) if others else []
+            now = time.time()
+            self.view.share(summed([_parse_load(r, now) for r in raw if r is not None]), now)
         await asyncio.sleep(LOAD_INTERVAL_S)
+
+    async def _exchange_metrics(self) -> None:
+        """Leave this replica's exposition for the others, and take theirs."""
+        assert self._client is not None and self.metrics is not None
+        await self._client.set(METRICS + self.name, self.metrics(), px=int(3 * METRICS_INTERVAL_S * 1000))
+        others = list(self._others)
+        raw = await self._client.mget([METRICS + n for n in others]) if others else []
+        self.peer_metrics = {n: text for n, text in zip(others, raw, strict=True) if text is not None}
+        await asyncio.sleep(METRICS_INTERVAL_S)
 
     async def _publish(self) -> None:
         """Write the prefix entries observed since the last round; wait for more."""

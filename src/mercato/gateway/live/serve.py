@@ -5,8 +5,10 @@ One worker is one process and one event loop: the Router core is single-threaded
 socket once in the parent and hands it to every worker, so the kernel gives each new connection
 to whichever worker accepts first (an idle worker wins, a busy one falls behind); it also restarts
 a worker that dies and stops them all on SIGINT or SIGTERM. The replicas share load, prefix
-state, budgets and limits through Redis (``state.redis_url``); without one, the parent starts an
-embedded Redis first and stops it last. Workers read the validated configuration from a file
+state, budgets and limits through Redis (``state.redis_url``) and write one ledger; without a
+Redis URL the parent starts an embedded Redis, and without a PostgreSQL ``accounting.db`` an
+embedded PostgreSQL whose cluster stays beside the SQLite file the config names (``.pgdata``),
+first, and stops them last. Workers read the validated configuration from a file
 the parent writes into a private temporary directory (mode 0600: it holds the resolved secrets).
 In-process servers for tests and demos use :func:`mercato.engine.server.running_server`.
 """
@@ -25,6 +27,7 @@ import uvicorn
 
 from mercato.gateway.live.app import GatewayApp, create_app
 from mercato.gateway.live.config import GatewayConfig, parse_config
+from mercato.gateway.live.embedded_postgres import embedded_postgres
 from mercato.gateway.live.embedded_redis import embedded_redis
 from mercato.gateway.live.startup import render_summary, startup_summary
 from mercato.heap import freeze_startup_objects, retain_freed_memory
@@ -54,6 +57,13 @@ def serve(config: GatewayConfig, host: str | None = None, port: int | None = Non
             redis = stack.enter_context(embedded_redis())
             state = config.state.model_copy(update={"redis_url": redis.url})
             config = config.model_copy(update={"state": state})
+        if isinstance(config.accounting.db, Path):  # one SQLite writer would serialise the replicas
+            folder = config.accounting.db.with_suffix(".pgdata")
+            postgres = stack.enter_context(embedded_postgres(folder))
+            accounting = config.accounting.model_copy(update={"db": postgres.url})
+            config = config.model_copy(update={"accounting": accounting})
+            print(f"ledger: embedded PostgreSQL in {folder} (read it with: mercato ledger summary --db "
+                  f"{folder})", file=sys.stderr, flush=True)
         # each worker enforces its 1/N of the buyers' limits while Redis is unreachable
         limits = config.limits.model_copy(update={"replicas": max(config.limits.replicas, workers)})
         config = config.model_copy(update={"limits": limits})

@@ -41,7 +41,9 @@ from mercato.gateway.live.config import GatewayConfig
 from mercato.gateway.live.enforcement import Enforcement
 from mercato.gateway.live.errors import APIError
 from mercato.gateway.live.kv_subscriber import KVEventSubscribers, kv_index
-from mercato.gateway.live.ledger import GroupCommitter, SQLiteAccountingStore
+from mercato.gateway.live.ledger import GroupCommitter
+from mercato.gateway.live.ledger_spool import SpoolingLedger
+from mercato.gateway.live.ledger_store import open_ledger_store
 from mercato.gateway.live.metrics import GatewayMetrics
 from mercato.gateway.live.outcomes import Outcome
 from mercato.gateway.live.replica_sync import ReplicaSync
@@ -76,26 +78,28 @@ class Gateway:
                  store: AccountingStore | None = None) -> None:
         self.config = config
         # The app writes the ledger (group commits from a worker thread, so that durable commits
-        # never stall the event loop) into ``store``, or into SQLite at ``accounting.db`` when it
-        # builds the router itself. A caller that brings its own router and no store accounts
-        # for itself (for example through a router that was given a store).
+        # never stall the event loop) into ``store``, or into the store ``accounting.db`` names
+        # (SQLite, or PostgreSQL with an outage spool) when it builds the router itself. A caller
+        # that brings its own router and no store accounts for itself (for example through a
+        # router that was given a store).
         self._owns_store = router is None and store is None
         self.store: AccountingStore | None = (
-            SQLiteAccountingStore(config.accounting.db, config.accounting.synchronous)
-            if self._owns_store else store)
+            open_ledger_store(config.accounting) if self._owns_store else store)
         self.committer = GroupCommitter(self.store) if self.store is not None else None
         # Backends that publish KV events get exact cache state, when the app builds the router.
         self.kv_index = kv_index(config) if router is None else None
         self.router: RoutingCore = router or build_router(config, self.kv_index)
         self.policy = str(self.router.snapshot()["policy"])
-        # Replicas behind one port count each other's load and share what they left in caches.
-        self.replicas = self.router.replica_view()
-        state = config.state
-        self.replica_sync = (ReplicaSync(self.replicas, state.redis_url)
-                             if state.redis_url is not None and state.share_routing else None)
         self.metrics = GatewayMetrics({b.name: b.model for b in config.backends},
                                       {*config.api_keys.values(), *config.limits.buyers, ANONYMOUS})
         self.enforcement = Enforcement(config, self.metrics)
+        # Replicas behind one port count each other's load, share what they left in caches, and
+        # show each other's metrics.
+        self.replicas = self.router.replica_view()
+        state = config.state
+        self.replica_sync = (ReplicaSync(self.replicas, state.redis_url, share=state.share_routing,
+                                         metrics=self.metrics.render)
+                             if state.redis_url is not None else None)
         self.access_log = AccessLog(config.logging) if config.logging.access_log else None
         self.reporter = OutcomeReporter(self.metrics, self.access_log)
         self.kv_events = (KVEventSubscribers(config, self.kv_index, self.metrics)
@@ -112,6 +116,11 @@ class Gateway:
             self.metrics.watch_backend(name, lambda b=backend: b.in_flight,
                                        lambda b=backend: float(b.breaker.state))
         self.metrics.watch_queue(lambda: len(self.batcher))
+        if (sync := self.replica_sync) is not None:
+            self.metrics.watch_replicas(lambda: sync.peers, lambda: float(sync.reachable))
+        if isinstance(self.store, SpoolingLedger):
+            spool = self.store
+            self.metrics.watch_ledger(lambda: float(spool.up), lambda: spool.spooled, lambda: spool.pending)
         self._health_task: asyncio.Task[None] | None = None
         self._learning: asyncio.TimerHandle | None = None
 

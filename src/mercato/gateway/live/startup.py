@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from mercato.gateway.live.config import GatewayConfig, redacted
+from mercato.gateway.live.config import AccountingConfig, GatewayConfig, redacted
+from mercato.gateway.live.ledger_postgres import describe
 
 
 def startup_summary(config: GatewayConfig, policy: str, host: str, port: int,
@@ -30,7 +31,7 @@ def startup_summary(config: GatewayConfig, policy: str, host: str, port: int,
                       "kv_events": bc.kv_events.endpoint if bc.kv_events else None}
                      for bc in config.backends],
         "batching": b.model_dump(),
-        "ledger": {"db": str(config.accounting.db.resolve()), "synchronous": config.accounting.synchronous},
+        "ledger": ledger_location(config.accounting),
         "kv_events": sum(bc.kv_events is not None for bc in config.backends),
         "buyers_with_keys": len(set(config.api_keys.values())),
         "limits": {"buyers": len(limits.buyers), "default": limits.default.model_dump(),
@@ -40,6 +41,13 @@ def startup_summary(config: GatewayConfig, policy: str, host: str, port: int,
         if log.access_log else None,
         "health_interval_s": config.circuit_breaker.health_interval_s,
     }
+
+
+def ledger_location(accounting: AccountingConfig) -> dict[str, str]:
+    """Where the ledger is: a SQLite file's absolute path, or the database (no password) and its spool."""
+    if isinstance(accounting.db, str):
+        return {"db": describe(accounting.db), "spool": str(accounting.spool.resolve())}
+    return {"db": str(accounting.db.resolve()), "synchronous": accounting.synchronous}
 
 
 def render_summary(summary: dict[str, Any], fmt: str) -> str:
@@ -66,7 +74,8 @@ def render_summary(summary: dict[str, Any], fmt: str) -> str:
         f"  batching: up to {b['max_batch_size']} per batch, {b['max_wait_ms']:g} ms after the first "
         f"({b['quiet_ms']:g} ms quiet), queue {b['queue_limit']}, {b['max_inflight_per_slot']:g} in flight "
         f"per slot, held at most {b['max_hold_ms']:g} ms",
-        f"  ledger: {ledger['db']} (synchronous {ledger['synchronous']})",
+        f"  ledger: {ledger['db']} (spool {ledger['spool']})" if "spool" in ledger
+        else f"  ledger: {ledger['db']} (synchronous {ledger['synchronous']})",
         f"  kv events: followed for {summary['kv_events']} of {len(summary['backends'])} backends",
         f"  api keys: {summary['buyers_with_keys']} buyer(s), each its own metrics label"
         if summary["buyers_with_keys"]
