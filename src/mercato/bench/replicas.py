@@ -12,7 +12,9 @@ Each variant is ``mercato serve --workers N`` with the auction, started by the b
 - **Throughput**: on one zero-delay engine, open-loop Poisson arrivals at rising rates, the
   engine called direct at the same schedule first; a rate is held by the rule of ``bench gateway``
   (no errors, achieved >= 0.9x offered, p99 added <= 50 ms), and the ladder stops at the first
-  rate not held. Rates above what the load generator holds by itself do not count.
+  rate not held. Rates above what the load generator holds by itself do not count. Every worker
+  count, one included, runs on the same Redis and PostgreSQL (what scale-out costs is then the
+  same for all); one worker on SQLite without Redis, the single-process default, is the reference.
 
 Targets: KV hit with 4 shared replicas within 0.01 of one replica; independent replicas lose
 more (reported); held throughput grows with workers up to the machine's cores (per-core figures).
@@ -26,7 +28,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,8 @@ from mercato.bench.gateway_load import (
 from mercato.bench.peers import mercato_process
 from mercato.bench.routing import FLEETS, SERVED_NAME, cell_metrics
 from mercato.gateway.live.config import AccountingConfig, GatewayConfig, PolicyConfig, StateConfig
+from mercato.gateway.live.embedded_postgres import embedded_postgres
+from mercato.gateway.live.embedded_redis import embedded_redis
 from mercato.gateway.live.fleet import EngineFleet
 from mercato.workloads import synthetic_dialogues
 from mercato.workloads.loadgen import run_load
@@ -97,16 +101,16 @@ class ReplicaSettings:
                 + [Variant(n, shared=False) for n in self.workers if n > 1])
 
     def steps(self) -> int:
-        """Progress steps at most: the client ceiling, each variant's KV run, each shared count's rates."""
-        return 1 + len(self.variants()) + len(self.workers) * len(self.rates)
+        """Progress steps at most: the client ceiling, each variant's KV run, each ladder's rates."""
+        return 1 + len(self.variants()) + (1 + len(self.workers)) * len(self.rates)
 
 
-def _config(variant: Variant, fleet: EngineFleet, ledger: Path, seed: int, capacity: int | None = None,
-            kv_events: bool = False) -> GatewayConfig:
-    return GatewayConfig(backends=fleet.backend_configs(capacity=capacity, kv_events=kv_events),
+def _config(variant: Variant, fleet: EngineFleet, ledger: Path | str, seed: int, capacity: int | None = None,
+            redis_url: str | None = None) -> GatewayConfig:
+    return GatewayConfig(backends=fleet.backend_configs(capacity=capacity, kv_events=False),
                          policy=PolicyConfig(name="auction", seed=seed),
                          accounting=AccountingConfig(db=ledger),
-                         state=StateConfig(share_routing=variant.shared))
+                         state=StateConfig(redis_url=redis_url, share_routing=variant.shared))
 
 
 def _kv_run(variant: Variant, settings: ReplicaSettings, workdir: Path) -> dict[str, Any]:
@@ -125,31 +129,46 @@ def _kv_run(variant: Variant, settings: ReplicaSettings, workdir: Path) -> dict[
     return cell_metrics(records, prices)
 
 
-def _throughput(variant: Variant, fleet: EngineFleet, pool: ProcessPoolExecutor, settings: ReplicaSettings,
-                ceiling: int, direct: dict[int, Sample], workdir: Path,
-                on_step: Callable[[str], None]) -> dict[str, Any]:
-    """The ladder of open-loop rates through ``variant``, each against the engine direct."""
-    direct_url = f"{fleet.engines[0].url}/chat/completions"
-    tag = variant.name.replace(" ", "-")
-    config = _config(variant, fleet, workdir / f"rate-{tag}.sqlite", settings.seed, capacity=ENGINE_SEQS)
-    rows: list[dict[str, Any]] = []
-    with mercato_process(config, workdir / f"rate-{tag}.yaml", workers=variant.workers) as (base, _):
-        url = f"{base}/v1/chat/completions"
-        pool.submit(open_loop, url, poisson_arrivals(WARMUP_REQUESTS, 1.0, settings.seed)).result()
-        for rate in sorted(settings.rates):
-            if rows and not rows[-1]["held"]:
-                break
-            arrivals = poisson_arrivals(rate, settings.duration_s, settings.seed)
-            if rate not in direct:
-                direct[rate] = pool.submit(open_loop, direct_url, arrivals).result()
-            through = pool.submit(open_loop, url, arrivals).result()
-            rows.append(rate_row(rate, direct[rate], through, ceiling))
-            on_step(f"{variant.name}: {rate}/s")
-    held, lower_bound = highest_held(rows)
-    return {"held_rps": held, "held_rps_is_lower_bound": lower_bound, "rates": rows}
+@dataclass
+class _Ladders:
+    """What every throughput ladder of one run shares: the engine, the generator, its ceiling and the
+    engine-direct samples of each rate (measured once, at the first ladder that reaches the rate)."""
+
+    fleet: EngineFleet
+    pool: ProcessPoolExecutor
+    settings: ReplicaSettings
+    ceiling: int
+    workdir: Path
+    on_step: Callable[[str], None]
+    direct: dict[int, Sample] = field(default_factory=dict)
+
+    def measure(self, label: str, config: GatewayConfig, workers: int) -> dict[str, Any]:
+        """Open-loop rates through ``workers`` gateways on ``config``, each against the engine direct;
+        stops at the first rate not held."""
+        rows: list[dict[str, Any]] = []
+        pool, seed = self.pool, self.settings.seed
+        tag = label.replace(" ", "-").replace(",", "")
+        with mercato_process(config, self.workdir / f"rate-{tag}.yaml", workers=workers) as (base, _):
+            url = f"{base}/v1/chat/completions"
+            pool.submit(open_loop, url, poisson_arrivals(WARMUP_REQUESTS, 1.0, seed)).result()
+            for rate in sorted(self.settings.rates):
+                if rows and not rows[-1]["held"]:
+                    break
+                arrivals = poisson_arrivals(rate, self.settings.duration_s, seed)
+                if rate not in self.direct:
+                    engine = f"{self.fleet.engines[0].url}/chat/completions"
+                    self.direct[rate] = pool.submit(open_loop, engine, arrivals).result()
+                through = pool.submit(open_loop, url, arrivals).result()
+                rows.append(rate_row(rate, self.direct[rate], through, self.ceiling))
+                self.on_step(f"{label}: {rate}/s")
+        held, lower_bound = highest_held(rows)
+        cores = min(workers, os.cpu_count() or 1)
+        return {"label": label, "workers": workers, "held_rps": held, "held_rps_is_lower_bound": lower_bound,
+                "held_rps_per_core": (held or 0) / cores, "cores": cores, "rates": rows}
 
 
-def _targets(variants: dict[str, dict[str, Any]], cpus: int) -> list[dict[str, Any]]:
+def _targets(variants: dict[str, dict[str, Any]], throughput: list[dict[str, Any]],
+             cpus: int) -> list[dict[str, Any]]:
     """KV hit of the most shared replicas against one; independent replicas' loss; throughput growth."""
     one = variants["1"]
     most = max(v["workers"] for v in variants.values())
@@ -164,7 +183,7 @@ def _targets(variants: dict[str, dict[str, Any]], cpus: int) -> list[dict[str, A
         lost = shared["kv"]["kv_hit"] - alone["kv"]["kv_hit"]
         out.append({"target": f"kv_hit_{most}_independent_below_shared", "value": lost, "bound": 0.0,
                     "met": lost > 0.0, "note": f"sharing keeps {lost:+.3f} KV hit"})
-    rated = {v["workers"]: v["throughput"] for v in variants.values() if "throughput" in v}
+    rated = {t["workers"]: t for t in throughput if t["shared_servers"]}
     held = {n: t["held_rps"] or 0 for n, t in rated.items()}
     up_to = [n for n in sorted(held) if n <= cpus]
     grows = all(held[b] > held[a] for a, b in itertools.pairwise(up_to))
@@ -183,23 +202,25 @@ def run(settings: ReplicaSettings, on_step: Callable[[str], None] = lambda _: No
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="mercato-bench-replicas-") as tmp:
         workdir = Path(tmp)
+        workdir.chmod(0o711)  # the embedded PostgreSQL of --workers N runs as nobody when we are root
         for variant in settings.variants():
             results[variant.name] = {**asdict(variant), "name": variant.name,
                                      "kv": _kv_run(variant, settings, workdir)}
             on_step(f"{variant.name}: dialogues")
         with load_pool() as pool, EngineFleet([PROFILE], speed=0.0, seed=settings.seed,
-                                              max_num_seqs=ENGINE_SEQS) as fleet:
+                                              max_num_seqs=ENGINE_SEQS) as fleet, \
+                embedded_redis() as redis, embedded_postgres(workdir / "pg") as postgres:
             client = client_ceiling(pool, settings.rates, settings.duration_s, settings.seed)
             ceiling = max((int(r["rate"]) for r in client if r["held"]), default=0)
             on_step("client ceiling")
-            direct: dict[int, Sample] = {}
-            for variant in settings.variants():
-                if variant.shared:
-                    through = _throughput(variant, fleet, pool, settings, ceiling, direct, workdir, on_step)
-                    held = through["held_rps"] or 0
-                    through["held_rps_per_core"] = held / min(variant.workers, cpus)
-                    results[variant.name]["throughput"] = through
-    targets = _targets(results, cpus)
+            ladders = _Ladders(fleet, pool, settings, ceiling, workdir, on_step)
+            alone = _config(Variant(1), fleet, workdir / "rate-alone.sqlite", settings.seed, ENGINE_SEQS)
+            measured = [{**ladders.measure("1, SQLite, no Redis", alone, 1), "shared_servers": False}]
+            for n in settings.workers:  # every count on the same Redis and PostgreSQL, 1 included
+                config = _config(Variant(n), fleet, postgres.url, settings.seed, ENGINE_SEQS, redis.url)
+                ladder = ladders.measure(f"{n}, Redis + PostgreSQL", config, n)
+                measured.append({**ladder, "shared_servers": True})
+    targets = _targets(results, measured, cpus)
     return {
         "benchmark": "replicas",
         "settings": asdict(settings),
@@ -212,6 +233,7 @@ def run(settings: ReplicaSettings, on_step: Callable[[str], None] = lambda _: No
         "client": {"ceiling_rps": ceiling, "holds_every_rate_tried": all(r["held"] for r in client),
                    "ladder": client},
         "variants": list(results.values()),
+        "throughput": measured,
         "targets": targets,
         "targets_met": {t["target"]: t["met"] for t in targets if t["met"] is not None},
     }

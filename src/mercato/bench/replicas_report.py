@@ -25,27 +25,21 @@ def kv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def throughput_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per shared worker count: the highest rate held, and per core of this machine."""
-    rows = []
-    for v in report["variants"]:
-        if "throughput" not in v:
-            continue
-        t = v["throughput"]
-        held = t["held_rps"]
-        rows.append({"workers": v["workers"],
-                     "held rps": "none" if held is None else f"{'>= ' * t['held_rps_is_lower_bound']}{held}",
-                     "per core": t["held_rps_per_core"], "cores used": min(v["workers"], report["cpus"]),
-                     "rates tried": len(t["rates"])})
-    return rows
+    """Per ladder: the highest rate held, and per core of this machine."""
+    return [{"workers, state": t["label"],
+             "held rps": "none" if t["held_rps"] is None
+             else f"{'>= ' * t['held_rps_is_lower_bound']}{t['held_rps']}",
+             "per core": t["held_rps_per_core"], "cores used": t["cores"], "rates tried": len(t["rates"])}
+            for t in report["throughput"]]
 
 
 def rate_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per shared worker count and rate: added latency against the engine direct."""
-    return [{"workers": v["workers"], "rate": r["rate"], "achieved": r["achieved_rps"],
+    """Per ladder and rate: added latency against the engine direct."""
+    return [{"workers, state": t["label"], "rate": r["rate"], "achieved": r["achieved_rps"],
              "added p50": r["added_p50_ms"], "added p99": r["added_p99_ms"],
              "errors": r["errors"] + r["direct_errors"], "held": "yes" if r["held"] else "NO",
              "client ok": "yes" if r["meaningful"] else "NO"}
-            for v in report["variants"] if "throughput" in v for r in v["throughput"]["rates"]]
+            for t in report["throughput"] for r in t["rates"]]
 
 
 def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -57,7 +51,7 @@ def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 def tables(report: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
     """(title, rows) of every table, in the order the terminal and the markdown show them."""
     return [("dialogues through each variant (auction; fresh fleet each)", kv_rows(report)),
-            ("throughput: highest open-loop rate held", throughput_rows(report)),
+            ("throughput: highest open-loop rate held (one engine, speed 0)", throughput_rows(report)),
             ("open loop: ms added over the engine direct", rate_rows(report)),
             ("targets", target_rows(report))]
 
@@ -67,7 +61,7 @@ def notes(report: dict[str, Any]) -> list[str]:
     client = report["client"]
     lines = [f"load generator alone (null server): holds {client['ceiling_rps']} req/s; rates above are "
              "marked client ok: NO and do not count", f"held: {report['held_rule']}"]
-    per_core = [v["throughput"]["held_rps_per_core"] for v in report["variants"] if "throughput" in v]
+    per_core = [t["held_rps_per_core"] for t in report["throughput"] if t["shared_servers"]]
     if per_core:
         best = max(per_core)
         lines.append(f"{report['cpus']} cores here, shared with the engine and the load generator; at "
@@ -86,8 +80,12 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     bars.set_ylabel("KV hit (cached / prompt tokens)")
     bars.set_title("shared state (blue) against independent replicas (orange)", fontsize=9)
     bars.grid(axis="y", alpha=0.3)
-    held = [(v["workers"], v["throughput"]["held_rps"] or 0) for v in report["variants"] if "throughput" in v]
-    line.plot([w for w, _ in held], [h for _, h in held], marker="o")
+    held = [(t["workers"], t["held_rps"] or 0) for t in report["throughput"] if t["shared_servers"]]
+    line.plot([w for w, _ in held], [h for _, h in held], marker="o", label="on Redis + PostgreSQL")
+    for t in report["throughput"]:
+        if not t["shared_servers"]:
+            line.scatter([t["workers"]], [t["held_rps"] or 0], marker="s", color="tab:green",
+                         label=t["label"])
     line.axvline(report["cpus"], color="grey", linestyle=":", label=f"{report['cpus']} cores")
     line.set_xlabel("workers")
     line.set_ylabel("highest rate held (req/s)")

@@ -62,6 +62,9 @@ class EmbeddedPostgres:
     port: int
     process: subprocess.Popen[bytes] | None = None
 
+    def __post_init__(self) -> None:
+        self.data_dir = self.data_dir.resolve()  # the server and initdb run in it: relative paths break
+
     @property
     def url(self) -> str:
         """The URL of the ``postgres`` database, password included: give it to ``accounting.db``."""

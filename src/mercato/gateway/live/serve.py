@@ -15,7 +15,6 @@ In-process servers for tests and demos use :func:`mercato.engine.server.running_
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import orjson
 import uvicorn
 
 from mercato.gateway.live.app import GatewayApp, create_app
+from mercato.gateway.live.assemble import build_router
 from mercato.gateway.live.config import GatewayConfig, parse_config
 from mercato.gateway.live.embedded_postgres import embedded_postgres
 from mercato.gateway.live.embedded_redis import embedded_redis
@@ -33,7 +33,6 @@ from mercato.gateway.live.startup import render_summary, startup_summary
 from mercato.heap import freeze_startup_objects, retain_freed_memory
 
 WORKER_CONFIG_ENV = "MERCATO_WORKER_CONFIG"  # where a worker finds the parent's configuration
-log = logging.getLogger("mercato.gateway")
 
 
 def serve(config: GatewayConfig, host: str | None = None, port: int | None = None, workers: int = 1) -> None:
@@ -52,6 +51,7 @@ def serve(config: GatewayConfig, host: str | None = None, port: int | None = Non
         freeze_startup_objects()
         uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
         return
+    build_router(config)  # fail here, once, on what every worker would fail on (keys, hubs)
     with ExitStack() as stack:
         if config.state.redis_url is None:
             redis = stack.enter_context(embedded_redis())
@@ -67,7 +67,6 @@ def serve(config: GatewayConfig, host: str | None = None, port: int | None = Non
         # each worker enforces its 1/N of the buyers' limits while Redis is unreachable
         limits = config.limits.model_copy(update={"replicas": max(config.limits.replicas, workers)})
         config = config.model_copy(update={"limits": limits})
-        create_app(config)  # fail here, once, on what every worker would fail on (keys, tokenizers)
         private = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mercato-serve-")))
         path = private / "config.json"
         path.touch(mode=0o600)
