@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ import pytest
 import redis
 
 from gateway_live_support import config_for, engines, gateway, ledger_rows
+from mercato.bench.peers import mercato_process
 from mercato.gateway.live.api_keys import key_digest
 from mercato.gateway.live.embedded_redis import embedded_redis
 
@@ -205,3 +207,22 @@ def test_a_key_added_in_redis_at_runtime_is_accepted_with_its_limits(cluster, se
         r.hdel("mercato:keys", key_digest(new_key))
         time.sleep(0.5)  # re-read: the key is gone
         assert ask(client, key=new_key).status_code == 401
+
+
+def test_mercato_serve_workers_enforce_one_budget_together(cluster, reachable_dir):
+    """`mercato serve --workers 2` (embedded Redis and PostgreSQL): one budget for both workers."""
+    budget = 30.0
+    config = limited(cluster, reachable_dir / "ledger.sqlite", {"budget": budget})
+    with mercato_process(config, reachable_dir / "gateway.yaml", workers=2) as (url, _), \
+            httpx.Client(base_url=url, timeout=30) as client, ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(lambda _: ask(client), range(60)))
+        shared: set[str] = set()
+        deadline = time.monotonic() + 10  # each worker leaves its metrics in Redis every second
+        while len(shared) < 2 and time.monotonic() < deadline:
+            shared = set(re.findall(r'^mercato_limits_shared\{replica="([^"]+)"\} 1\.0$',
+                                    client.get("/metrics").text, flags=re.M))
+            time.sleep(0.2)
+    assert {r.status_code for r in replies} == {200, 402}
+    payments = [r.json()["mercato"]["payment"] for r in replies if r.status_code == 200]
+    assert budget / 2 < sum(payments) <= budget + max(payments)
+    assert len(shared) == 2  # both workers keep the limits in the launcher's embedded Redis
