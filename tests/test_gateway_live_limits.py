@@ -191,7 +191,8 @@ def test_redis_stopped_under_load_replicas_serve_on_local_shares_then_resync(clu
         assert int(r.get(f"mercato:req:alice:{window}")) == 4
 
 
-def test_a_key_added_in_redis_at_runtime_is_accepted_with_its_limits(cluster, server, tmp_path):
+def test_a_key_added_in_redis_at_runtime_is_accepted_with_its_limits(cluster, server, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="mercato.gateway")
     r = redis.Redis.from_url(server.url)
     r.flushall()
     config = limited(cluster, tmp_path / "l.sqlite", {}, limits={"runtime_keys": True, "keys_refresh_s": 0.2},
@@ -207,6 +208,12 @@ def test_a_key_added_in_redis_at_runtime_is_accepted_with_its_limits(cluster, se
         r.hdel("mercato:keys", key_digest(new_key))
         time.sleep(0.5)  # re-read: the key is gone
         assert ask(client, key=new_key).status_code == 401
+        bad_key = "sk-typo-in-its-entry"
+        r.hset("mercato:keys", key_digest(bad_key), json.dumps({"buyer": "dave", "rmp": 5}))
+        time.sleep(0.7)  # three re-reads
+        assert ask(client, key=bad_key).status_code == 401
+    warned = [m for m in caplog.messages if "ignoring runtime API key" in m]
+    assert len(warned) == 1 and "rmp: Extra inputs are not permitted" in warned[0]  # once, naming the field
 
 
 def test_mercato_serve_workers_enforce_one_budget_together(cluster, reachable_dir):

@@ -69,6 +69,7 @@ class KeyRing:
         self._by_buyer: dict[str, BuyerLimits] = {}  # runtime limits by buyer
         self._entries: dict[str, str] = {}  # the raw entries, to put back into a restarted Redis
         self._unknown: set[str] = set()
+        self._rejected: dict[str, str] = {}  # invalid entries, warned about once
         self._refresh: asyncio.Task[None] | None = None
 
     @property
@@ -100,9 +101,20 @@ class KeyRing:
         entries = await self._store.key_entries()
         if entries is None:
             return
-        runtime = {d: key for d, e in entries.items() if (key := parse_entry(d, e)) is not None}
+        runtime = {d: key for d, e in entries.items() if (key := self._parse(d, e)) is not None}
         self._runtime, self._entries, self._unknown = runtime, entries, set()
         self._by_buyer = {key.buyer: self._merged(key) for key in runtime.values()}
+
+    def _parse(self, digest: str, entry: str) -> RuntimeKey | None:
+        """An entry as a key; one read before and unchanged is not validated (or warned about) again."""
+        if self._entries.get(digest) == entry and (known := self._runtime.get(digest)) is not None:
+            return known
+        if self._rejected.get(digest) == entry:
+            return None
+        key = parse_entry(digest, entry)
+        if key is None:
+            self._rejected[digest] = entry
+        return key
 
     async def restore(self) -> None:
         """Put the runtime keys this replica knows back into a store that lost them."""
@@ -119,7 +131,7 @@ class KeyRing:
         if self._store is None or digest in self._unknown:
             return None
         entry = await self._store.key_entry(digest)
-        found = parse_entry(digest, entry) if entry is not None else None
+        found = self._parse(digest, entry) if entry is not None else None
         if entry is None or found is None:
             self._unknown.add(digest)
             return None
