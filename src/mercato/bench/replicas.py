@@ -167,7 +167,7 @@ class _Ladders:
                 "held_rps_per_core": (held or 0) / cores, "cores": cores, "rates": rows}
 
 
-def _targets(variants: dict[str, dict[str, Any]], throughput: list[dict[str, Any]],
+def targets(variants: dict[str, dict[str, Any]], throughput: list[dict[str, Any]],
              cpus: int) -> list[dict[str, Any]]:
     """KV hit of the most shared replicas against one; independent replicas' loss; throughput growth."""
     one = variants["1"]
@@ -220,7 +220,7 @@ def run(settings: ReplicaSettings, on_step: Callable[[str], None] = lambda _: No
                 config = _config(Variant(n), fleet, postgres.url, settings.seed, ENGINE_SEQS, redis.url)
                 ladder = ladders.measure(f"{n}, Redis + PostgreSQL", config, n)
                 measured.append({**ladder, "shared_servers": True})
-    targets = _targets(results, measured, cpus)
+    met = targets(results, measured, cpus)
     return {
         "benchmark": "replicas",
         "settings": asdict(settings),
@@ -234,6 +234,6 @@ def run(settings: ReplicaSettings, on_step: Callable[[str], None] = lambda _: No
                    "ladder": client},
         "variants": list(results.values()),
         "throughput": measured,
-        "targets": targets,
-        "targets_met": {t["target"]: t["met"] for t in targets if t["met"] is not None},
+        "targets": met,
+        "targets_met": {t["target"]: t["met"] for t in met if t["met"] is not None},
     }
