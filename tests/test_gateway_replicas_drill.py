@@ -29,8 +29,16 @@ KILL_AT_S = 2.0
 
 
 def workers(parent: psutil.Process) -> list[psutil.Process]:
-    """The supervisor's gateway workers (spawned interpreters, not its resource tracker or Redis)."""
-    return [p for p in parent.children() if "spawn_main" in " ".join(p.cmdline())]
+    """The supervisor's live gateway workers (spawned interpreters, not its resource tracker or the
+    embedded servers); a killed worker not yet reaped is a zombie and does not count."""
+    found = []
+    for child in parent.children():
+        try:
+            if "spawn_main" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.Error:  # it ended, or is a zombie, between the listing and the look
+            continue
+    return found
 
 
 async def drive(url: str) -> tuple[list[tuple[float, str]], int]:
@@ -66,6 +74,8 @@ def test_kill_9_one_worker_loses_no_record_and_the_rest_keep_serving(reachable_d
     db = reachable_dir / "ledger.sqlite"  # a file path: with workers, the ledger goes to ledger.pgdata
     with engines(speed=50.0, cluster=CLUSTER) as urls:
         config = config_for(urls, db, CLUSTER)
+        spool = config.accounting.model_copy(update={"spool": reachable_dir / "spool.sqlite"})
+        config = config.model_copy(update={"accounting": spool})
         with mercato_process(config, reachable_dir / "gateway.yaml", workers=2) as (url, proc):
             parent = psutil.Process(proc.pid)
             deadline = time.monotonic() + 30

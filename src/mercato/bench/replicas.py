@@ -105,11 +105,12 @@ class ReplicaSettings:
         return 1 + len(self.variants()) + (1 + len(self.workers)) * len(self.rates)
 
 
-def _config(variant: Variant, fleet: EngineFleet, ledger: Path | str, seed: int, capacity: int | None = None,
-            redis_url: str | None = None) -> GatewayConfig:
+def _config(variant: Variant, fleet: EngineFleet, ledger: Path | str, workdir: Path, seed: int,
+            capacity: int | None = None, redis_url: str | None = None) -> GatewayConfig:
+    """The auction in front of ``fleet``; a PostgreSQL ledger's spool stays in ``workdir``."""
     return GatewayConfig(backends=fleet.backend_configs(capacity=capacity, kv_events=False),
                          policy=PolicyConfig(name="auction", seed=seed),
-                         accounting=AccountingConfig(db=ledger),
+                         accounting=AccountingConfig(db=ledger, spool=workdir / "spool.sqlite"),
                          state=StateConfig(redis_url=redis_url, share_routing=variant.shared))
 
 
@@ -120,7 +121,7 @@ def _kv_run(variant: Variant, settings: ReplicaSettings, workdir: Path) -> dict[
     tag = variant.name.replace(" ", "-")
     with EngineFleet(FLEETS[FLEET], speed=settings.speed, seed=settings.seed,
                      max_num_seqs=settings.max_num_seqs, served_name=SERVED_NAME) as fleet:
-        config = _config(variant, fleet, workdir / f"kv-{tag}.sqlite", settings.seed)
+        config = _config(variant, fleet, workdir / f"kv-{tag}.sqlite", workdir, settings.seed)
         with mercato_process(config, workdir / f"kv-{tag}.yaml", workers=variant.workers) as (url, _):
             records = asyncio.run(run_load(
                 url, dialogues, model=SERVED_NAME, concurrency=settings.concurrency,
@@ -214,10 +215,11 @@ def run(settings: ReplicaSettings, on_step: Callable[[str], None] = lambda _: No
             ceiling = max((int(r["rate"]) for r in client if r["held"]), default=0)
             on_step("client ceiling")
             ladders = _Ladders(fleet, pool, settings, ceiling, workdir, on_step)
-            alone = _config(Variant(1), fleet, workdir / "rate-alone.sqlite", settings.seed, ENGINE_SEQS)
+            seed = settings.seed
+            alone = _config(Variant(1), fleet, workdir / "rate-alone.sqlite", workdir, seed, ENGINE_SEQS)
             measured = [{**ladders.measure("1, SQLite, no Redis", alone, 1), "shared_servers": False}]
             for n in settings.workers:  # every count on the same Redis and PostgreSQL, 1 included
-                config = _config(Variant(n), fleet, postgres.url, settings.seed, ENGINE_SEQS, redis.url)
+                config = _config(Variant(n), fleet, postgres.url, workdir, seed, ENGINE_SEQS, redis.url)
                 ladder = ladders.measure(f"{n}, Redis + PostgreSQL", config, n)
                 measured.append({**ladder, "shared_servers": True})
     met = targets(results, measured, cpus)
