@@ -60,7 +60,10 @@ def serve(config: GatewayConfig, host: str | None = None, port: int | None = Non
         if isinstance(config.accounting.db, Path):  # one SQLite writer would serialise the replicas
             folder = config.accounting.db.with_suffix(".pgdata")
             postgres = stack.enter_context(embedded_postgres(folder))
-            accounting = config.accounting.model_copy(update={"db": postgres.url})
+            update: dict[str, object] = {"db": postgres.url}
+            if "spool" not in config.accounting.model_fields_set:  # beside the ledger, not in the cwd
+                update["spool"] = config.accounting.db.with_name(f"{config.accounting.db.stem}-spool.sqlite")
+            accounting = config.accounting.model_copy(update=update)
             config = config.model_copy(update={"accounting": accounting})
             print(f"ledger: embedded PostgreSQL in {folder} (read it with: mercato ledger summary --db "
                   f"{folder})", file=sys.stderr, flush=True)
