@@ -16,8 +16,8 @@ from mercato.bench import replicas, replicas_report
 
 def variant(workers: int, shared: bool, kv_hit: float) -> dict[str, Any]:
     v = replicas.Variant(workers, shared)
-    kv = {"kv_hit": kv_hit, "ttft_p50_ms": 30.0, "ttft_p95_ms": 120.0, "mean_cost": 12.0, "requests": 192,
-          "errors": 0}
+    kv = {"kv_hit": kv_hit, "kv_hit_lo": kv_hit - 0.01, "kv_hit_hi": kv_hit + 0.01, "seeds": 2,
+          "ttft_p50_ms": 30.0, "ttft_p95_ms": 120.0, "mean_cost": 12.0, "requests": 384, "errors": 0}
     return {"workers": workers, "shared": shared, "name": v.name, "kv": kv}
 
 
@@ -36,6 +36,8 @@ def test_variants_and_names() -> None:
     assert [v.name for v in quick.variants()] == ["1", "2 shared", "2 independent"]
     with pytest.raises(ValueError):
         replicas.ReplicaSettings(workers=())
+    with pytest.raises(ValueError):
+        replicas.ReplicaSettings(repeats=0)
 
 
 def test_targets_read_the_most_workers_and_only_shared_ladders() -> None:
@@ -76,4 +78,4 @@ def test_report_files_and_tables(tmp_path) -> None:
     held = [row["held rps"] for row in replicas_report.throughput_rows(report)]
     assert held == ["300", "200", "none"]
     text = paths[2].read_text()
-    assert "| 2 independent |" in text and "N cores" in text
+    assert "| 2 independent |" in text and "N cores" in text and "0.790-0.810" in text

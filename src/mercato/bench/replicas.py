@@ -43,7 +43,7 @@ from mercato.bench.gateway_load import (
     poisson_arrivals,
 )
 from mercato.bench.peers import mercato_process
-from mercato.bench.routing import FLEETS, SERVED_NAME, cell_metrics
+from mercato.bench.routing import FLEETS, SERVED_NAME, cell_metrics, combine
 from mercato.gateway.live.config import AccountingConfig, GatewayConfig, PolicyConfig, StateConfig
 from mercato.gateway.live.embedded_postgres import embedded_postgres
 from mercato.gateway.live.embedded_redis import embedded_redis
@@ -83,10 +83,12 @@ class ReplicaSettings:
     rates: tuple[int, ...] = RATES
     duration_s: float = 3.0
     seed: int = 0
+    repeats: int = 1  # dialogue seeds seed .. seed + repeats - 1; KV rows give the mean and the spread
 
     def __post_init__(self) -> None:
-        if not self.workers or min(self.workers) < 1 or min(self.dialogues, self.turns, self.concurrency) < 1:
-            raise ValueError("workers, dialogues, turns and concurrency must be >= 1")
+        if not self.workers or min(self.workers) < 1 or min(self.dialogues, self.turns, self.concurrency,
+                                                            self.repeats) < 1:
+            raise ValueError("workers, dialogues, turns, concurrency and repeats must be >= 1")
         if not self.rates or min(self.rates) < 1 or self.duration_s <= 0:
             raise ValueError("rates must be non-empty and >= 1, duration_s > 0")
 
@@ -101,8 +103,8 @@ class ReplicaSettings:
                 + [Variant(n, shared=False) for n in self.workers if n > 1])
 
     def steps(self) -> int:
-        """Progress steps at most: the client ceiling, each variant's KV run, each ladder's rates."""
-        return 1 + len(self.variants()) + (1 + len(self.workers)) * len(self.rates)
+        """Progress steps at most: the client ceiling, each variant's KV runs, each ladder's rates."""
+        return 1 + len(self.variants()) * self.repeats + (1 + len(self.workers)) * len(self.rates)
 
 
 def _config(variant: Variant, fleet: EngineFleet, ledger: Path | str, workdir: Path, seed: int,
@@ -204,10 +206,15 @@ def run(settings: ReplicaSettings, on_step: Callable[[str], None] = lambda _: No
     with tempfile.TemporaryDirectory(prefix="mercato-bench-replicas-") as tmp:
         workdir = Path(tmp)
         workdir.chmod(0o711)  # the embedded PostgreSQL of --workers N runs as nobody when we are root
+        runs = []
+        for seed in range(settings.seed, settings.seed + settings.repeats):  # seeds outside: drift hits all
+            for variant in settings.variants():
+                metrics = _kv_run(variant, replace(settings, seed=seed), workdir)
+                runs.append({"variant": variant.name, **metrics})
+                on_step(f"{variant.name}: dialogues, seed {seed}")
+        kv = {row["variant"]: row for row in combine(runs, ("variant",))}
         for variant in settings.variants():
-            results[variant.name] = {**asdict(variant), "name": variant.name,
-                                     "kv": _kv_run(variant, settings, workdir)}
-            on_step(f"{variant.name}: dialogues")
+            results[variant.name] = {**asdict(variant), "name": variant.name, "kv": kv[variant.name]}
         with load_pool() as pool, EngineFleet([PROFILE], speed=0.0, seed=settings.seed,
                                               max_num_seqs=ENGINE_SEQS) as fleet, \
                 embedded_redis() as redis, embedded_postgres(workdir / "pg") as postgres:

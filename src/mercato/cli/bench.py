@@ -235,13 +235,15 @@ def bench_replicas(
     seed: SeedOption = 0,
     quick: Annotated[bool, typer.Option(
         "--quick", help="1 and 2 workers, 8 short dialogues, two rates for 0.5 s: a smoke run.")] = False,
+    repeats: Annotated[int, typer.Option(min=1, help="Dialogue seeds per variant (seed, seed + 1, ...); "
+                                                     "KV rows show the mean and the range.")] = 1,
     out: Annotated[Path, typer.Option(help="Folder for JSON, PNG and markdown.")] = Path(
         "results/bench/replicas"),
 ) -> None:
     """Gateway workers behind one port (1, 2, 4): throughput, and the KV hit that shared state keeps."""
     from mercato.bench import replicas, replicas_report
 
-    settings = replicas.ReplicaSettings(seed=seed)
+    settings = replicas.ReplicaSettings(seed=seed, repeats=repeats)
     if quick:
         settings = settings.quick()
     with progress() as bar:
