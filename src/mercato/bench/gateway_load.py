@@ -111,7 +111,7 @@ def _sample(results: Sequence[tuple[float, float] | None], span_s: float, offere
     return Sample(latency, wait, len(results), len(results) - len(ok), offered, achieved, lag_ms, cpu_s)
 
 
-async def _open_loop(url: str, arrivals: np.ndarray) -> Sample:
+async def _open_loop(urls: Sequence[str], arrivals: np.ndarray) -> Sample:
     cpu0 = time.process_time()
     lag = np.zeros(len(arrivals))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=_TIMEOUT) as session:
@@ -119,7 +119,7 @@ async def _open_loop(url: str, arrivals: np.ndarray) -> Sample:
 
         async def timed(i: int) -> tuple[float, float] | None:
             lag[i] = time.perf_counter() - t0 - arrivals[i]
-            return await _post(session, url)
+            return await _post(session, urls[i % len(urls)])
 
         tasks = []
         for i, at in enumerate(arrivals):
@@ -132,9 +132,10 @@ async def _open_loop(url: str, arrivals: np.ndarray) -> Sample:
     return _sample(results, span, len(arrivals) / arrivals[-1], lag, time.process_time() - cpu0)
 
 
-def open_loop(url: str, arrivals: np.ndarray) -> Sample:
-    """Send one request to ``url`` at each arrival time (s from now), in a loop of its own."""
-    return uvloop.run(_open_loop(url, arrivals))
+def open_loop(url: str | Sequence[str], arrivals: np.ndarray) -> Sample:
+    """Send one request to ``url`` at each arrival time (s from now), in a loop of its own; several
+    URLs take the requests in turn (several engines called direct, as a router would spread them)."""
+    return uvloop.run(_open_loop([url] if isinstance(url, str) else url, arrivals))
 
 
 async def _alternating(urls: Sequence[str], n: int, block: int) -> list[Sample]:

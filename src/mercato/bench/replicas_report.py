@@ -52,8 +52,8 @@ def target_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 def tables(report: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
     """(title, rows) of every table, in the order the terminal and the markdown show them."""
     return [("dialogues through each variant (auction; fresh fleet each)", kv_rows(report)),
-            ("throughput: highest open-loop rate held (one engine, speed 0)", throughput_rows(report)),
-            ("open loop: ms added over the engine direct", rate_rows(report)),
+            ("throughput: highest open-loop rate held (zero-delay engines)", throughput_rows(report)),
+            ("open loop: ms added over the engines called direct", rate_rows(report)),
             ("targets", target_rows(report))]
 
 

@@ -237,13 +237,19 @@ def bench_replicas(
         "--quick", help="1 and 2 workers, 8 short dialogues, two rates for 0.5 s: a smoke run.")] = False,
     repeats: Annotated[int, typer.Option(min=1, help="Dialogue seeds per variant (seed, seed + 1, ...); "
                                                      "KV rows show the mean and the range.")] = 1,
+    workers: Annotated[str, typer.Option(help="Worker counts to compare, comma-separated.")] = "1,2,4",
+    duration: Annotated[float, typer.Option(help="Seconds of load per rate.")] = 3.0,
     out: Annotated[Path, typer.Option(help="Folder for JSON, PNG and markdown.")] = Path(
         "results/bench/replicas"),
 ) -> None:
     """Gateway workers behind one port (1, 2, 4): throughput, and the KV hit that shared state keeps."""
     from mercato.bench import replicas, replicas_report
 
-    settings = replicas.ReplicaSettings(seed=seed, repeats=repeats)
+    try:
+        counts = tuple(sorted({int(w) for w in workers.split(",")}))
+        settings = replicas.ReplicaSettings(seed=seed, repeats=repeats, workers=counts, duration_s=duration)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--workers/--duration") from None
     if quick:
         settings = settings.quick()
     with progress() as bar:
