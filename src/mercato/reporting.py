@@ -12,10 +12,10 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 from rich.console import Console
@@ -28,6 +28,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+
+if TYPE_CHECKING:  # matplotlib is imported by the reports that draw, not by every command
+    from matplotlib.figure import Figure
 
 # Pipes and CI logs get 140 columns rather than rich's default 80, so wide tables stay legible;
 # a terminal, or COLUMNS when set, decides otherwise.
@@ -169,6 +172,26 @@ def markdown_sections(tables: Sequence[tuple[str, Sequence[Mapping[str, Any]]]])
             table = markdown_table(header, [[fmt(r[c]) for c in header] for r in rows])
             lines += ["", f"## {title}", "", table.rstrip()]
     return lines
+
+
+def save_figure(fig: Figure, path: Path, title: str) -> Path:
+    """Title, lay out and write ``fig`` as a PNG, then free it."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_bench_files(out: Path, stem: str, report: dict[str, Any],
+                      plot: Callable[[dict[str, Any], Path], Path],
+                      markdown: Callable[[dict[str, Any]], str]) -> list[Path]:
+    """A benchmark's files under ``out``: ``stem``.json (the whole report), ``stem``.png and report.md."""
+    paths = [write_json(out / f"{stem}.json", report), plot(report, out / f"{stem}.png"), out / "report.md"]
+    paths[-1].write_text(markdown(report))
+    return paths
 
 
 def write_json(path: Path, data: Any) -> Path:

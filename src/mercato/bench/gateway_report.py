@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 
 from mercato.bench.gateway import TARGET_ZERO_LOAD_P50_MS
 from mercato.bench.gateway_load import HELD_P99_MS
-from mercato.reporting import fmt, markdown_sections, write_json
+from mercato.reporting import fmt, markdown_sections, save_figure, write_bench_files
 
 LOG_FLOOR_MS = 0.01  # added latencies at or below this are drawn at it on the log axis
 
@@ -132,11 +132,8 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     lines.set_ylabel(f"added p99 (ms, log; <= {LOG_FLOOR_MS:g} drawn at {LOG_FLOOR_MS:g})")
     lines.grid(alpha=0.3)
     lines.legend(fontsize=8)
-    fig.suptitle("mercato bench gateway: latency added over a zero-delay engine called directly")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, "mercato bench gateway: latency added over a zero-delay engine called "
+                                  "directly")
 
 
 def _markdown(report: dict[str, Any]) -> str:
@@ -154,6 +151,4 @@ def _markdown(report: dict[str, Any]) -> str:
 
 def write(report: dict[str, Any], out: Path) -> list[Path]:
     """Under ``out``: gateway.json, gateway.png and report.md."""
-    paths = [write_json(out / "gateway.json", report), plot(report, out / "gateway.png"), out / "report.md"]
-    paths[-1].write_text(_markdown(report))
-    return paths
+    return write_bench_files(out, "gateway", report, plot, _markdown)

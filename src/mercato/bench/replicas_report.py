@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from mercato.reporting import markdown_sections, write_json
+from mercato.reporting import markdown_sections, save_figure, write_bench_files
 
 
 def kv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -92,11 +92,7 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     line.set_ylabel("highest rate held (req/s)")
     line.grid(alpha=0.3)
     line.legend(fontsize=8)
-    fig.suptitle("mercato bench replicas: gateway workers behind one port")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, "mercato bench replicas: gateway workers behind one port")
 
 
 def _markdown(report: dict[str, Any]) -> str:
@@ -114,6 +110,4 @@ def _markdown(report: dict[str, Any]) -> str:
 
 def write(report: dict[str, Any], out: Path) -> list[Path]:
     """Under ``out``: replicas.json, replicas.png and report.md."""
-    paths = [write_json(out / "replicas.json", report), plot(report, out / "replicas.png"), out / "report.md"]
-    paths[-1].write_text(_markdown(report))
-    return paths
+    return write_bench_files(out, "replicas", report, plot, _markdown)

@@ -111,16 +111,7 @@ def bench_gateway(
         task = bar.add_task("bench gateway", total=settings.steps())
         report = gateway.run(settings, on_step=lambda step: bar.update(task, advance=1, description=step))
         bar.update(task, completed=settings.steps(), description="bench gateway")  # the sweeps may stop early
-    paths = gateway_report.write(report, out)
-    if json_out:
-        typer.echo(json.dumps(report, indent=2))
-        return
-    for title, rows in gateway_report.tables(report):
-        print_table(title, rows)
-    for line in gateway_report.notes(report):
-        stderr.print(line)
-    stderr.print("wrote " + ", ".join(str(p) for p in paths))
-    _print_targets(report)
+    _show(report, gateway_report, out, json_out)
 
 
 @bench_app.command("engine")
@@ -223,6 +214,21 @@ def bench_auction(json_out: JsonFlag = False, seed: SeedOption = 0,
     typer.echo(f"target: round <= {report['target_ms']:g} ms: {'yes' if report['target_met'] else 'NO'}")
 
 
+def _show(report: dict[str, Any], files: Any, out: Path, json_out: bool) -> None:
+    """Write a benchmark's files (``files``: its report module, with write, tables and notes), then
+    print the JSON, or the tables, notes, paths and targets."""
+    paths = files.write(report, out)
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    for title, rows in files.tables(report):
+        print_table(title, rows)
+    for line in files.notes(report):
+        stderr.print(line)
+    stderr.print("wrote " + ", ".join(str(p) for p in paths))
+    _print_targets(report)
+
+
 def _print_targets(report: dict[str, Any]) -> None:
     """The closing `targets: name: yes, other: NO` line of the star, economy, gateway, mechanisms benches."""
     met = report["targets_met"]
@@ -256,16 +262,7 @@ def bench_replicas(
         task = bar.add_task("bench replicas", total=settings.steps())
         report = replicas.run(settings, on_step=lambda step: bar.update(task, advance=1, description=step))
         bar.update(task, completed=settings.steps(), description="bench replicas")  # ladders may stop early
-    paths = replicas_report.write(report, out)
-    if json_out:
-        typer.echo(json.dumps(report, indent=2))
-        return
-    for title, rows in replicas_report.tables(report):
-        print_table(title, rows)
-    for line in replicas_report.notes(report):
-        stderr.print(line)
-    stderr.print("wrote " + ", ".join(str(p) for p in paths))
-    _print_targets(report)
+    _show(report, replicas_report, out, json_out)
 
 
 @bench_app.command("routing")

@@ -12,7 +12,6 @@ request and a flood of bad keys costs Redis one lookup per key per refresh.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from typing import Protocol
 from pydantic import ValidationError
 
 from mercato.gateway.live.config import BuyerLimits, LimitsConfig, RuntimeKey
+from mercato.gateway.live.tasks import cancel_all
 
 log = logging.getLogger("mercato.gateway")
 
@@ -85,10 +85,7 @@ class KeyRing:
 
     async def stop(self) -> None:
         """Stop re-reading."""
-        if self._refresh is not None:
-            self._refresh.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresh
+        await cancel_all([self._refresh])
 
     async def _refresh_loop(self) -> None:
         while True:

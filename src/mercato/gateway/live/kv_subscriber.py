@@ -21,7 +21,6 @@ Malformed messages or events, and events of unknown types, are counted and skipp
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from typing import Any
@@ -38,6 +37,7 @@ from mercato.gateway.core.prompt_blocks import SIMULATED, PromptBlocks, Tokenize
 from mercato.gateway.live.config import HF_TOKENIZER, KNOWN_TOKENIZER, GatewayConfig, KVEventsSource
 from mercato.gateway.live.kv_wire import decode_batch
 from mercato.gateway.live.metrics import GatewayMetrics
+from mercato.gateway.live.tasks import cancel_all
 
 log = logging.getLogger("mercato.gateway")
 REPLAY_TIMEOUT_S = 1.0  # silence from the replay endpoint after which the missing batches count as lost
@@ -219,10 +219,6 @@ class KVEventSubscribers:
 
     async def stop(self) -> None:
         """Cancel the subscribers and close the sockets."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
         self.ctx.term()

@@ -24,7 +24,6 @@ them saw; then it logs the recovery once and shares again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import uuid
@@ -38,6 +37,7 @@ from redis.backoff import NoBackoff
 
 from mercato.gateway.live.config import BuyerLimits, redacted
 from mercato.gateway.live.limits import LimitExceeded, LocalLimiter, RateWindows, Reservation, check_admission
+from mercato.gateway.live.tasks import cancel_all
 
 log = logging.getLogger("mercato.gateway")
 KEYS_HASH = "mercato:keys"
@@ -188,10 +188,7 @@ class RedisLimiter:
 
     async def stop(self) -> None:
         """Stop probing and close the connection pool."""
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+        await cancel_all([self._probe])
         await self._client.aclose()
 
     def outage(self, err: BaseException) -> None:

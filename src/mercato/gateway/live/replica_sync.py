@@ -43,6 +43,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mercato.gateway.core.replicas import BackendShare, ReplicaView, summed
 from mercato.gateway.live.config import redacted
+from mercato.gateway.live.tasks import cancel_all
 
 log = logging.getLogger("mercato.gateway")
 LOAD_INTERVAL_S = 0.1  # how often a replica reports its load and reads the others'
@@ -50,6 +51,7 @@ LEASE_S = 1.5  # a report older than this is gone (the replica stopped renewing 
 RETRY_S = 1.0  # wait before trying an unreachable Redis again
 METRICS_INTERVAL_S = 1.0  # how often a replica leaves its metrics for the others
 READ_BLOCK_MS = 1000  # longest wait of the prefix reader for new entries
+STEP_TIMEOUT_S = 4.0  # a round of any loop taking longer is an outage (the reader's block included)
 STREAM_MAXLEN = 10_000  # prefix entries kept for replicas that start later
 PUBLISH_BATCH = 256  # prefix entries written per round trip
 OUTBOX_LIMIT = 10_000  # prefix entries held while Redis is away; the oldest are dropped beyond
@@ -87,8 +89,7 @@ class ReplicaSync:
         self._outbox: deque[tuple[str, str, str]] = deque(maxlen=OUTBOX_LIMIT)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._client: aioredis.Redis | None = None
-        self._reader: aioredis.Redis | None = None
+        self._clients: list[aioredis.Redis] = []  # every connection pool opened, closed on stop
         self._position: bytes | str = "0-0"  # the reader's place in the stream: from its start, at first
         if share:
             view.listen(self._observed)
@@ -97,11 +98,16 @@ class ReplicaSync:
         self._outbox.append((backend, session, text))
         self._wake.set()
 
+    def _connect(self) -> aioredis.Redis:
+        """A connection pool of its own for one loop (connections are made lazily: an unreachable
+        Redis is an outage, not a start-up failure)."""
+        client = aioredis.from_url(self.url, socket_timeout=READ_BLOCK_MS / 1000.0 + 1.0,
+                                   socket_connect_timeout=1.0)
+        self._clients.append(client)
+        return client
+
     async def start(self) -> None:
-        """Connect (lazily: an unreachable Redis is an outage, not a start-up failure) and run."""
-        self._client = aioredis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=1.0)
-        self._reader = aioredis.from_url(self.url, socket_timeout=READ_BLOCK_MS / 1000.0 + 2.0,
-                                         socket_connect_timeout=1.0)
+        """Run the loops: the load beat, and by what is shared the prefix stream and the metrics."""
         loops = [(self._beat, "load")]
         if self.share:
             loops += [(self._publish, "publish"), (self._read, "read")]
@@ -113,31 +119,43 @@ class ReplicaSync:
 
     async def stop(self) -> None:
         """Stop the loops, give the lease back at once (others stop counting this replica's load)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks.clear()
-        if self._client is not None:
+        client = self._connect()
+        with contextlib.suppress(*_UNREACHABLE):
+            await asyncio.wait_for(client.delete(LOAD + self.name, METRICS + self.name), STEP_TIMEOUT_S)
+            await asyncio.wait_for(client.zrem(REPLICAS, self.name), STEP_TIMEOUT_S)
+        for pool in self._clients:
             with contextlib.suppress(*_UNREACHABLE):
-                await self._client.delete(LOAD + self.name, METRICS + self.name)
-                await self._client.zrem(REPLICAS, self.name)
-            await self._client.aclose()
-        if self._reader is not None:
-            await self._reader.aclose()
+                await asyncio.wait_for(pool.aclose(), STEP_TIMEOUT_S)
+        self._clients.clear()
 
-    async def _forever(self, step: Callable[[], Awaitable[None]], judges: bool) -> None:
-        """Run ``step`` again and again; an unreachable Redis pauses it for ``RETRY_S``.
+    async def _forever(self, step: Callable[[aioredis.Redis], Awaitable[None]], judges: bool) -> None:
+        """Run ``step`` again and again on a connection pool of its own; an unreachable Redis pauses
+        it for ``RETRY_S``, and the next round starts on a fresh pool.
 
-        Only the load beat, which talks to Redis every round, ``judges`` whether Redis is there:
-        the other loops may have had nothing to send, or hit a connection that went stale in an
-        outage the beat has already seen end; they just try again.
+        A round that takes over ``STEP_TIMEOUT_S`` counts as an outage and is abandoned, not
+        awaited: after a Redis restart a call of the client was once seen to wait forever, even
+        when cancelled, and a stuck loop would stop renewing the lease. Only the load beat, which
+        talks to Redis every round, ``judges`` whether Redis is there: the other loops may have had
+        nothing to send, or hit a connection that went stale in an outage the beat has already
+        seen end; they just try again.
         """
+        client = self._connect()
         while True:
+            attempt = asyncio.ensure_future(step(client))
             try:
-                await step()
+                try:
+                    done, _ = await asyncio.wait({attempt}, timeout=STEP_TIMEOUT_S)
+                except asyncio.CancelledError:  # stopping: the round goes too
+                    attempt.cancel()
+                    raise
+                if not done:
+                    raise TimeoutError(f"a round of {step.__name__} took over {STEP_TIMEOUT_S:g} s")
+                attempt.result()
             except _UNREACHABLE as err:
+                attempt.cancel()
+                client = self._connect()
                 if judges:
                     self._lost(err)
                 else:
@@ -163,14 +181,13 @@ class ReplicaSync:
             log.warning("shared state at %s reachable again: sharing load and prefix state",
                         redacted(self.url))
 
-    async def _beat(self) -> None:
+    async def _beat(self, client: aioredis.Redis) -> None:
         """Renew this replica's lease with its load, then read the others' (one beat)."""
-        assert self._client is not None
         now = time.time()
         own = self.view.own_load(now)
         report = orjson.dumps({"at": now, "load": {k: [s.inflight, s.wait_s] for k, s in own.items()}})
         lease_ms = int(LEASE_S * 1000)
-        pipe = self._client.pipeline(transaction=False)
+        pipe = client.pipeline(transaction=False)
         pipe.set(LOAD + self.name, report, px=lease_ms)
         pipe.zadd(REPLICAS, {self.name: now * 1000 + lease_ms})
         pipe.zremrangebyscore(REPLICAS, "-inf", now * 1000)
@@ -179,28 +196,29 @@ class ReplicaSync:
         self._others = others = [n for n in alive if n != self.name]
         self.peers = len(others)
         if self.share:
-            raw = await self._client.mget([LOAD + n for n in others]) if others else []
+            raw = await client.mget([LOAD + n for n in others]) if others else []
             now = time.time()
             self.view.share(summed([_parse_load(r, now) for r in raw if r is not None]), now)
         await asyncio.sleep(LOAD_INTERVAL_S)
 
-    async def _exchange_metrics(self) -> None:
+    async def _exchange_metrics(self, client: aioredis.Redis) -> None:
         """Leave this replica's exposition for the others, and take theirs."""
-        assert self._client is not None and self.metrics is not None
-        await self._client.set(METRICS + self.name, self.metrics(), px=int(3 * METRICS_INTERVAL_S * 1000))
+        assert self.metrics is not None
+        await client.set(METRICS + self.name, self.metrics(), px=int(3 * METRICS_INTERVAL_S * 1000))
         others = list(self._others)
-        raw = await self._client.mget([METRICS + n for n in others]) if others else []
+        raw = await client.mget([METRICS + n for n in others]) if others else []
         self.peer_metrics = {n: text for n, text in zip(others, raw, strict=True) if text is not None}
         await asyncio.sleep(METRICS_INTERVAL_S)
 
-    async def _publish(self) -> None:
-        """Write the prefix entries observed since the last round; wait for more."""
-        assert self._client is not None
+    async def _publish(self, client: aioredis.Redis) -> None:
+        """Write the prefix entries observed since the last round, or wait a while for some."""
         if not self._outbox:
             self._wake.clear()
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), READ_BLOCK_MS / 1000.0)
+            return
         batch = [self._outbox.popleft() for _ in range(min(PUBLISH_BATCH, len(self._outbox)))]
-        pipe = self._client.pipeline(transaction=False)
+        pipe = client.pipeline(transaction=False)
         for backend, session, text in batch:
             pipe.xadd(PREFIX, {"r": self.name, "b": backend, "s": session, "t": text},
                       maxlen=STREAM_MAXLEN, approximate=True)
@@ -210,10 +228,9 @@ class ReplicaSync:
             self._outbox.extendleft(reversed(batch))  # sent when Redis returns
             raise
 
-    async def _read(self) -> None:
+    async def _read(self, client: aioredis.Redis) -> None:
         """Apply the other replicas' prefix entries as they arrive."""
-        assert self._reader is not None
-        answer = await self._reader.xread({PREFIX: self._position}, count=1000, block=READ_BLOCK_MS)
+        answer = await client.xread({PREFIX: self._position}, count=1000, block=READ_BLOCK_MS)
         for _, entries in answer or ():
             for entry_id, fields in entries:
                 self._position = entry_id

@@ -13,7 +13,6 @@ steps onto HTTP.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -48,6 +47,7 @@ from mercato.gateway.live.metrics import GatewayMetrics
 from mercato.gateway.live.outcomes import Outcome
 from mercato.gateway.live.replica_sync import ReplicaSync
 from mercato.gateway.live.reporter import OutcomeReporter
+from mercato.gateway.live.tasks import cancel_all
 from mercato.gateway.live.wire import (
     CHAT,
     COMPLETIONS,
@@ -139,10 +139,7 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop the loop, fail what is still queued, close pools and the ledger."""
-        if self._health_task is not None:
-            self._health_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health_task
+        await cancel_all([self._health_task])
         if self.kv_events is not None:
             await self.kv_events.stop()
         if self.replica_sync is not None:
