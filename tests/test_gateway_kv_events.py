@@ -18,7 +18,14 @@ from mercato.engine.kv_cache import BLOCK_TOKENS
 from mercato.engine.kv_events import ARRAY, MAP, KVEventLog, encode_batch
 from mercato.engine.kv_publisher import KVEventPublisher
 from mercato.gateway.core.kv_index import KVIndex
-from mercato.gateway.live.config import AccountingConfig, GatewayConfig, KVEventsSource, parse_config
+from mercato.gateway.live.config import (
+    AccountingConfig,
+    GatewayConfig,
+    KVEventsSource,
+    StateConfig,
+    parse_config,
+)
+from mercato.gateway.live.embedded_redis import embedded_redis
 from mercato.gateway.live.fleet import EngineFleet
 from mercato.gateway.live.kv_subscriber import KVEventSubscriber
 from mercato.gateway.live.kv_wire import decode_batch
@@ -243,3 +250,26 @@ def test_the_gateway_follows_a_live_fleet(tmp_path):
     blocks = [line.split()[-1] for line in metrics.splitlines()
               if line.startswith("mercato_kv_index_blocks{")]
     assert len(blocks) == 2 and blocks[0] == blocks[1] and float(blocks[0]) > 0  # same work, same cache
+
+
+def test_replicas_each_follow_the_fleet_and_hold_the_same_exact_state(tmp_path):
+    """Gateway replicas share KV state through the engines themselves: each subscribes to every
+    engine (a PUB socket serves any number of subscribers), so their indexes agree block for block."""
+    with EngineFleet(["qwen3-4b", "qwen3-4b"], speed=0.0, kv_events=True) as fleet, \
+            embedded_redis() as redis:
+        replicas = [GatewayConfig(backends=fleet.backend_configs(), state=StateConfig(redis_url=redis.url),
+                                  accounting=AccountingConfig(db=tmp_path / f"ledger-{k}.db"))
+                    for k in (0, 1)]
+        with gateway(replicas[0]) as (_, first), gateway(replicas[1]) as (_, second):
+            time.sleep(0.5)  # the subscriptions reach the engines
+            for engine in fleet.engines:
+                body = {"model": "qwen3-4b", "max_tokens": 8, "messages": [{"role": "user", "content": TEXT}]}
+                assert httpx.post(f"{engine.url}/chat/completions", json=body, timeout=30).status_code == 200
+            deadline = time.monotonic() + 10
+            while any(len(gw.router.snapshot()["kv_exact"]) < 2 for gw in (first, second)):
+                assert time.monotonic() < deadline, "a replica never synced"
+                time.sleep(0.05)
+            assert first.kv_index is not None and second.kv_index is not None
+            names = ("qwen3-4b-0", "qwen3-4b-1")
+            blocks = [[gw.kv_index.blocks(name) for name in names] for gw in (first, second)]
+    assert blocks[0] == blocks[1] and min(blocks[0]) > 0
