@@ -44,6 +44,7 @@ _TOTAL_KEYS = ("requests", "paid_requests", "prompt_tokens", "cached_tokens", "c
 BALANCE_TOLERANCE = 1e-9
 SYNCHRONOUS = ("NORMAL", "FULL")  # SQLite durability levels offered (see module doc)
 CHECKPOINT_INTERVAL_S = 1.0
+BUSY_TIMEOUT_S = 5.0  # how long a connection waits for another's lock before "database is locked"
 log = logging.getLogger("mercato.gateway.live.ledger")
 
 
@@ -62,6 +63,21 @@ _INSERT = insert_sql("?")
 _OLDEST = f"SELECT {', '.join(COLUMNS)} FROM ledger ORDER BY ts, request_id LIMIT ?"
 
 
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode. On a new file that several stores open at once (workers, the
+    tests), the switch can fail with "database is locked" at once, without SQLite's busy wait:
+    try again until ``BUSY_TIMEOUT_S`` has passed."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SQLiteAccountingStore:
     """:class:`~mercato.gateway.core.types.AccountingStore` on one SQLite file (WAL, durable commits).
 
@@ -76,10 +92,10 @@ class SQLiteAccountingStore:
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False,
+                                     timeout=BUSY_TIMEOUT_S)
+        _use_wal(self._conn)
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
-        self._conn.execute("PRAGMA busy_timeout=5000")
         migrate_sqlite(self._conn)
         self.fsyncs_each_commit = synchronous == "FULL"
         if not self.fsyncs_each_commit:
@@ -142,7 +158,7 @@ class SQLiteAccountingStore:
             if self._checkpointer is None:
                 self._checkpointer = sqlite3.connect(str(self.path), isolation_level=None,
                                                      check_same_thread=False)
-                self._checkpointer.execute("PRAGMA busy_timeout=5000")
+                self._checkpointer.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
