@@ -43,10 +43,6 @@ class ReplicaView:
         self.parts = list(parts)
         self._owner = {name: part for part in self.parts for name in part.backends}
 
-    @property
-    def backends(self) -> list[str]:
-        return list(self._owner)
-
     def own_load(self, now: float) -> dict[str, BackendShare]:
         """This replica's own in-flight requests and queued prefill per backend."""
         shares: dict[str, BackendShare] = {}

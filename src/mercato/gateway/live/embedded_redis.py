@@ -23,6 +23,7 @@ from pathlib import Path
 
 import redis
 
+from mercato.gateway.live.fleet import stop_process
 from mercato.ports import free_port
 
 START_TIMEOUT_S = 10.0
@@ -93,13 +94,7 @@ class EmbeddedRedis:
         """Terminate the server (SIGTERM, then SIGKILL after 5 s) and wait for it."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout_s=5.0)
         self.process = None
 
 

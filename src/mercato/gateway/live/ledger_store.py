@@ -30,17 +30,15 @@ def open_ledger_summary(db: str | Path) -> dict[str, Any]:
     embedded PostgreSQL that ``mercato serve --workers N`` keeps its ledger in (read through the
     gateway's server while it runs, else through one started for the read)."""
     store: PostgresAccountingStore | SQLiteAccountingStore
-    path = Path(db)
-    if not is_postgres_url(str(db)) and (path / "pgdata").is_dir():
-        url = running_url(path)
-        if url is None:
-            with embedded_postgres(path) as server:
-                return open_ledger_summary(server.url)
-        return open_ledger_summary(url)
     if is_postgres_url(str(db)):
         store = PostgresAccountingStore(str(db))
     else:
         path = Path(db)
+        if (path / "pgdata").is_dir():
+            if (url := running_url(path)) is not None:
+                return open_ledger_summary(url)
+            with embedded_postgres(path) as server:
+                return open_ledger_summary(server.url)
         if not path.is_file():
             raise FileNotFoundError(f"no ledger at {path}")
         store = SQLiteAccountingStore(path)

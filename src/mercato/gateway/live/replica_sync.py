@@ -84,7 +84,6 @@ class ReplicaSync:
         self.peer_metrics: dict[str, bytes] = {}  # the other live replicas' expositions
         self._others: list[str] = []
         self.reachable = True
-        self.peers = 0  # other live replicas at the latest beat
         self.received = 0  # prefix entries applied from other replicas
         self._outbox: deque[tuple[str, str, str]] = deque(maxlen=OUTBOX_LIMIT)
         self._wake = asyncio.Event()
@@ -93,6 +92,11 @@ class ReplicaSync:
         self._position: bytes | str = "0-0"  # the reader's place in the stream: from its start, at first
         if share:
             view.listen(self._observed)
+
+    @property
+    def peers(self) -> int:
+        """Other live replicas at the latest beat."""
+        return len(self._others)
 
     def _observed(self, backend: str, session: str, text: str) -> None:
         self._outbox.append((backend, session, text))
@@ -167,7 +171,6 @@ class ReplicaSync:
 
     def _lost(self, err: BaseException) -> None:
         self.view.share({}, time.time())
-        self.peers = 0
         self._others = []
         self.peer_metrics = {}
         if self.reachable:
@@ -194,7 +197,6 @@ class ReplicaSync:
         pipe.zrange(REPLICAS, 0, -1)
         alive = [n.decode() for n in (await pipe.execute())[-1]]
         self._others = others = [n for n in alive if n != self.name]
-        self.peers = len(others)
         if self.share:
             raw = await client.mget([LOAD + n for n in others]) if others else []
             now = time.time()

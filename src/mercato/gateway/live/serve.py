@@ -44,11 +44,9 @@ def serve(config: GatewayConfig, host: str | None = None, port: int | None = Non
     host = host or config.server.host
     port = config.server.port if port is None else port
     if workers == 1:
-        retain_freed_memory()
-        app = create_app(config)
+        app = _built(config)
         summary = startup_summary(config, app.gateway.policy, host, port)
         print(render_summary(summary, config.logging.format), file=sys.stderr, flush=True)
-        freeze_startup_objects()
         uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
         return
     build_router(config)  # fail here, once, on what every worker would fail on (keys, hubs)
@@ -83,8 +81,12 @@ def serve(config: GatewayConfig, host: str | None = None, port: int | None = Non
 
 def worker_app() -> GatewayApp:
     """One worker's app, from the configuration its parent wrote (uvicorn's app factory)."""
+    return _built(parse_config(orjson.loads(Path(os.environ[WORKER_CONFIG_ENV]).read_bytes())))
+
+
+def _built(config: GatewayConfig) -> GatewayApp:
+    """The app of one gateway process, its start-up objects then exempt from garbage collection."""
     retain_freed_memory()
-    config = parse_config(orjson.loads(Path(os.environ[WORKER_CONFIG_ENV]).read_bytes()))
     app = create_app(config)
     freeze_startup_objects()
     return app
