@@ -81,10 +81,12 @@ class EmbeddedPostgres:
         self._init_cluster()
         self._stop_orphan()
         log = (self.data_dir / "postgres.log").open("ab")
+        # its own session: a terminal's Ctrl+C reaches the whole foreground group, and the ledger
+        # must outlive the workers' drain (the gateway stops it last, as it does the embedded Redis)
         self.process = subprocess.Popen(
             [str(server_binaries() / "postgres"), "-D", str(self.pgdata), "-h", "127.0.0.1",
              "-p", str(self.port), "-c", "unix_socket_directories="],
-            stdout=log, stderr=subprocess.STDOUT, user=_run_as(), cwd=self.data_dir)
+            stdout=log, stderr=subprocess.STDOUT, user=_run_as(), cwd=self.data_dir, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout_s
         while True:
