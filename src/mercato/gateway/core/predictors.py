@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -151,6 +152,11 @@ def compile_tree(model: tree.HoeffdingTreeRegressor | tree.HoeffdingTreeClassifi
     return out
 
 
+# Up to this many (request, backend) pairs a forest is descended pair by pair, beyond it level by
+# level over all pairs at once (measured crossover: about 64 pairs of 30-60-node trees).
+SMALL_DESCENT = 32
+
+
 class Forest:
     """Compiled trees of all backends concatenated, so one descent scores every pair."""
 
@@ -162,10 +168,15 @@ class Forest:
         self.left = np.concatenate([t.left + o for t, o in zip(trees, offsets, strict=True)])
         self.right = np.concatenate([t.right + o for t, o in zip(trees, offsets, strict=True)])
         self.value = np.concatenate([t.value for t in trees])
+        # the same arrays as lists, for descending a few pairs without numpy's per-call overhead
+        self._nodes = (self.feature.tolist(), self.threshold.tolist(), self.left.tolist(),
+                       self.right.tolist(), self.roots.tolist())
 
     def leaves(self, x: NDArray[np.float64]) -> NDArray[np.int64]:
         """Leaf index of every pair of ``x`` (N, M, F), backend j descending tree j."""
         n, m, f = x.shape
+        if n * m <= SMALL_DESCENT:
+            return self._leaves_one_by_one(x)
         flat = x.reshape(n * m, f)
         node = np.repeat(self.roots[None, :], n, axis=0).ravel()
         active = np.flatnonzero(self.feature[node] >= 0)
@@ -176,6 +187,24 @@ class Forest:
             active = active[self.feature[node[active]] >= 0]
         return node.reshape(n, m)
 
+    def _leaves_one_by_one(self, x: NDArray[np.float64]) -> NDArray[np.int64]:
+        """:meth:`leaves` pair by pair in plain Python: ten times faster for a lone request, where
+        each level of the vectorised descent costs several numpy calls for one pair. A NaN
+        feature goes right in both (``nan <= t`` is false)."""
+        feature, threshold, left, right, roots = self._nodes
+        n, m, _ = x.shape
+        out = np.empty((n, m), dtype=np.int64)
+        for i, row in enumerate(x.tolist()):
+            for j, pair in enumerate(row):
+                node = roots[j]
+                while (k := feature[node]) >= 0:
+                    node = left[node] if pair[k] <= threshold[node] else right[node]
+                out[i, j] = node
+        return out
+
+
+Forests = tuple[Forest, Forest, Forest]  # latency, cost, quality
+
 
 def baseline_cost(prices: NDArray[np.float64], x: NDArray[np.float64],
                   output_tokens: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -184,6 +213,31 @@ def baseline_cost(prices: NDArray[np.float64], x: NDArray[np.float64],
     uncached = x[:, :, 1] * 1000.0
     return (prices[None, :, 0] * uncached + prices[None, :, 1] * (prompt - uncached)
             + prices[None, :, 2] * output_tokens)
+
+
+@dataclass(frozen=True)
+class TreeLesson:
+    """What one finished request teaches a backend's trees: residuals over the baselines, the
+    tree features (by column) and, when the reply was judged, the quality sample and label."""
+
+    backend: int
+    sample: dict[int, float]
+    latency_residual: float | None  # None: the latency tree is not learning (queueing model, warm-up)
+    cost_residual: float
+    quality: tuple[dict[int, float], bool] | None
+
+
+class TreeTrainer(Protocol):
+    """Trains a bank's trees somewhere else (a child process: :mod:`mercato.gateway.live.tree_trainer`)
+    and hands back the compiled forests."""
+
+    def submit(self, lessons: list[TreeLesson]) -> None:
+        """Queue lessons for training."""
+        ...
+
+    def latest(self) -> Forests | None:
+        """The forests trained since the last call, if any are ready."""
+        ...
 
 
 class BackendPredictor:
@@ -209,16 +263,19 @@ class BackendPredictor:
         self.prices = np.array([[spec.price_input, spec.price_cached_input, spec.price_output]])
         self.observations = 0
 
-    def learn(self, x: NDArray[np.float64], domain_index: int, latency_s: float | None,
-              cost: float, completion_tokens: int, correct: bool | None,
-              met_load: tuple[float, float] | None = None) -> None:
-        """Update from one finished request's feature row ``x`` (F,) and what was observed.
+    def observe(self, backend: int, x: NDArray[np.float64], domain_index: int, latency_s: float | None,
+                cost: float, completion_tokens: int, correct: bool | None,
+                met_load: tuple[float, float] | None = None) -> TreeLesson:
+        """Learn from one finished request what the next one needs at once (the queueing model,
+        which runs the prefill clock, the log-TTFT least squares and the output lengths) and
+        return what the trees are to learn from it (:meth:`train`).
 
-        ``met_load`` is the (in flight, prefill wait) the request met when it was sent, which
-        can exceed the row's (batch-mates sent before it); the queueing model learns from it.
+        ``x`` is the request's feature row (F,) at this backend, ``backend`` its index. ``met_load``
+        is the (in flight, prefill wait) the request met when it was sent, which can exceed the
+        row's (batch-mates sent before it); the queueing model learns from it.
         """
         self.observations += 1
-        sample = {k: float(v) for k, v in enumerate(x[:TREE_FEATURES])}
+        residual = None
         if latency_s is not None:
             inflight, wait = met_load or (float(x[INFLIGHT]), float(x[WAIT]))
             self.queueing.learn(float(x[UNCACHED]), wait, inflight, latency_s)
@@ -226,14 +283,23 @@ class BackendPredictor:
             target = math.log(max(latency_s, _MIN_LATENCY_S))
             z = np.r_[1.0, x[_LATENCY_COLUMNS]]
             if self.observations > _RESIDUAL_WARMUP:
-                self.latency_tree.learn_one(sample, target - float(z @ self.theta))
+                residual = target - float(z @ self.theta)
             self._rls_update(z, target)
         out = self.output_tokens[domain_index:domain_index + 1].reshape(1, 1)
-        self.cost_tree.learn_one(sample, cost - float(baseline_cost(self.prices, x[None, None], out)[0, 0]))
+        cost_residual = cost - float(baseline_cost(self.prices, x[None, None], out)[0, 0])
         self.output_tokens[domain_index] += _OUTPUT_EWMA * (completion_tokens
                                                             - self.output_tokens[domain_index])
-        if correct is not None:
-            self.quality_tree.learn_one({k: float(x[k]) for k in QUALITY_FEATURES}, bool(correct))
+        quality = ({k: float(x[k]) for k in QUALITY_FEATURES}, bool(correct)) if correct is not None else None
+        return TreeLesson(backend, {k: float(v) for k, v in enumerate(x[:TREE_FEATURES])}, residual,
+                          cost_residual, quality)
+
+    def train(self, lesson: TreeLesson) -> None:
+        """Teach this backend's trees one lesson from :meth:`observe`."""
+        if lesson.latency_residual is not None:
+            self.latency_tree.learn_one(lesson.sample, lesson.latency_residual)
+        self.cost_tree.learn_one(lesson.sample, lesson.cost_residual)
+        if lesson.quality is not None:
+            self.quality_tree.learn_one(*lesson.quality)
 
 
     def _rls_update(self, z: NDArray[np.float64], y: float) -> None:
@@ -250,8 +316,13 @@ class BackendPredictor:
 class PredictorBank:
     """All backends' predictors; compiles forests lazily after learning."""
 
-    def __init__(self, specs: list[BackendSpec], settings: PredictorSettings | None = None) -> None:
+    def __init__(self, specs: list[BackendSpec], settings: PredictorSettings | None = None,
+                 trainer: TreeTrainer | None = None) -> None:
+        """``trainer``: train the trees there instead of here (until its first forests arrive,
+        predictions use untrained trees, as a new bank's do)."""
         self.settings = settings or PredictorSettings()
+        self._trainer = trainer
+        self._untrained: list[TreeLesson] = []
         # one quality tree per model: engines of one model answer alike, and pooling their labels
         # halves the noise that would otherwise make identical engines look different
         models = [s.model for s in specs]
@@ -268,7 +339,7 @@ class PredictorBank:
         # once per (request, model) on the request's own features
         self._compiled: list[tuple[CompiledTree, CompiledTree] | None] = [None] * len(specs)
         self._quality: list[CompiledTree | None] = [None] * len(names)
-        self._forests: tuple[Forest, Forest, Forest] | None = None
+        self._forests: Forests | None = None
         # Stacked per-backend parameters, brought up to date for the backends learned from since
         # (``_dirty``) when next read, so a run of observations costs one least-squares solve.
         self._dirty: set[int] = set()
@@ -280,19 +351,42 @@ class PredictorBank:
     def learn(self, backend: int, x: NDArray[np.float64], domain_index: int, latency_s: float | None,
               cost: float, completion_tokens: int, correct: bool | None,
               met_load: tuple[float, float] | None = None) -> None:
-        """Feed one observation to backend ``backend``'s predictors (``met_load``: see BackendPredictor)."""
-        predictor = self.backends[backend]
-        predictor.learn(x, domain_index, latency_s, cost, completion_tokens, correct, met_load)
+        """Feed one observation to backend ``backend``'s predictors (see :meth:`BackendPredictor.observe`).
+
+        With a trainer the trees' lesson waits for :meth:`refresh`, which hands it over.
+        """
+        lesson = self.backends[backend].observe(backend, x, domain_index, latency_s, cost, completion_tokens,
+                                                correct, met_load)
         self._dirty.add(backend)
-        self._compiled[backend] = None
-        if correct is not None:
-            self._quality[self._model_of[backend]] = None
-        self._forests = None
+        if self._trainer is None:
+            self.train([lesson])
+        else:
+            self._untrained.append(lesson)
+
+    def train(self, lessons: list[TreeLesson]) -> None:
+        """Teach the trees here (a background trainer's child process calls this on its own bank)."""
+        for lesson in lessons:
+            self.backends[lesson.backend].train(lesson)
+            self._compiled[lesson.backend] = None
+            if lesson.quality is not None:
+                self._quality[self._model_of[lesson.backend]] = None
+        if lessons:
+            self._forests = None
 
     def refresh(self) -> None:
-        """Bring parameters and compiled trees up to date now (else the next prediction does)."""
+        """Bring parameters and compiled trees up to date now (else the next prediction does);
+        with a trainer, hand it what was learned since and take the forests it has ready."""
         self._sync()
-        self._forest_set()
+        if self._trainer is not None and self._untrained:
+            lessons, self._untrained = self._untrained, []
+            self._trainer.submit(lessons)
+        self.forests()
+
+    def forests(self) -> Forests:
+        """The compiled latency, cost and quality forests the next prediction uses."""
+        if self._trainer is not None and (newer := self._trainer.latest()) is not None:
+            self._forests = newer
+        return self._forest_set()
 
     def _sync(self) -> None:
         for backend in self._dirty:
@@ -302,7 +396,7 @@ class PredictorBank:
             self._output_tokens[backend] = predictor.output_tokens
         self._dirty.clear()
 
-    def _forest_set(self) -> tuple[Forest, Forest, Forest]:
+    def _forest_set(self) -> Forests:
         if self._forests is None:
             for i, b in enumerate(self.backends):
                 if self._compiled[i] is None:
@@ -345,7 +439,7 @@ class PredictorBank:
     def predict(self, x: NDArray[np.float64], domain_index: NDArray[np.int64]) -> Predictions:
         """Estimates for every pair of ``x`` (N, M, F); ``domain_index`` (N,) picks output priors."""
         self._sync()
-        latency_f, cost_f, quality_f = self._forest_set()
+        latency_f, cost_f, quality_f = self.forests()
         if self._queueing:
             ttft = predict_ttft(self._rates, x[:, :, UNCACHED], x[:, :, WAIT], x[:, :, INFLIGHT])
             latency = np.maximum(ttft, _MIN_LATENCY_S)

@@ -9,11 +9,12 @@ from __future__ import annotations
 from mercato.gateway.core.batching import BatchingRule
 from mercato.gateway.core.hubs import DomainClassifier, Hub, HubRouter
 from mercato.gateway.core.kv_index import KVIndex
-from mercato.gateway.core.predictors import PredictorSettings
+from mercato.gateway.core.predictors import PredictorBank, PredictorSettings, TreeTrainer
 from mercato.gateway.core.router import Router, RouterSettings
 from mercato.gateway.core.types import BackendSpec, RoutingCore
 from mercato.gateway.core.valuation import ValuationSettings
 from mercato.gateway.live.config import ConfigError, GatewayConfig
+from mercato.gateway.live.tree_trainer import TreeTrainerProcess
 
 
 def backend_specs(config: GatewayConfig) -> list[BackendSpec]:
@@ -45,18 +46,29 @@ def batching_rule(config: GatewayConfig) -> BatchingRule:
     return BatchingRule(batching.max_batch_size, batching.max_wait_ms / 1000.0, batching.quiet_ms / 1000.0)
 
 
-def build_router(config: GatewayConfig, kv_index: KVIndex | None = None) -> RoutingCore:
+def tree_trainer(config: GatewayConfig) -> TreeTrainerProcess | None:
+    """A child process for a single Router's trees; None for hub routers, which train in process."""
+    if any(b.hub is not None for b in config.backends):
+        return None
+    return TreeTrainerProcess(backend_specs(config), router_settings(config).predictor)
+
+
+def build_router(config: GatewayConfig, kv_index: KVIndex | None = None,
+                 trainer: TreeTrainer | None = None) -> RoutingCore:
     """One Router, or a HubRouter when backends name their ``hub`` (every backend then must).
 
     Each hub advertises the domain tags of its backends; the front classifier sends a request
     to a hub by domain, then by its quality-vs-latency preference (see
     :mod:`mercato.gateway.core.hubs`). ``kv_index``: the exact cache state of the backends that
-    publish KV events.
+    publish KV events. ``trainer``: where a single Router's trees learn (hub routers train
+    theirs in process).
     """
     specs = backend_specs(config)
     hub_names = [b.hub for b in config.backends]
     if all(h is None for h in hub_names):
-        return Router(specs, config.policy.name, router_settings(config), kv_index=kv_index)
+        settings = router_settings(config)
+        return Router(specs, config.policy.name, settings, kv_index=kv_index,
+                      predictors=PredictorBank(specs, settings.predictor, trainer))
     missing = [b.name for b in config.backends if b.hub is None]
     if missing:
         raise ConfigError(f"backends {missing}: hub is required once any backend names a hub")

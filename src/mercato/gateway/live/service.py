@@ -33,7 +33,7 @@ from mercato.gateway.core.types import (
     RoutingCore,
 )
 from mercato.gateway.live.access_log import AccessLog
-from mercato.gateway.live.assemble import batching_rule, build_router
+from mercato.gateway.live.assemble import batching_rule, build_router, tree_trainer
 from mercato.gateway.live.backends import BackendPool, Forwarding
 from mercato.gateway.live.batcher import MicroBatcher, OverloadedError, QueueFullError
 from mercato.gateway.live.config import GatewayConfig
@@ -88,7 +88,9 @@ class Gateway:
         self.committer = GroupCommitter(self.store) if self.store is not None else None
         # Backends that publish KV events get exact cache state, when the app builds the router.
         self.kv_index = kv_index(config) if router is None else None
-        self.router: RoutingCore = router or build_router(config, self.kv_index)
+        # ... and its trees learn in a child process (started with the gateway), off the event loop.
+        self.trainer = tree_trainer(config) if router is None else None
+        self.router: RoutingCore = router or build_router(config, self.kv_index, self.trainer)
         self.policy = str(self.router.snapshot()["policy"])
         self.metrics = GatewayMetrics({b.name: b.model for b in config.backends},
                                       {*config.api_keys.values(), *config.limits.buyers, ANONYMOUS})
@@ -129,6 +131,8 @@ class Gateway:
         """Connect the limits, open the backend pools, start the health checks, follow the KV events."""
         if self.access_log is not None:
             self.access_log.start()
+        if self.trainer is not None:
+            self.trainer.start()
         await self.enforcement.start()
         await self.pool.start()
         self._health_task = asyncio.create_task(self.pool.health_loop(), name="mercato-health")
@@ -148,6 +152,8 @@ class Gateway:
         if self._learning is not None:
             self._learning.cancel()
         self._learn()
+        if self.trainer is not None:
+            self.trainer.close()
         await self.enforcement.stop()
         self.reporter.flush()
         if self.access_log is not None:
