@@ -87,6 +87,9 @@ def test_a_live_cell_and_the_report(tmp_path):
     for row in rows:
         assert row["requests"] == 8 and row["errors"] == 0 and row["priced"] == 8
         assert 0.0 <= row["kv_hit"] <= 1.0 and row["accuracy"] is not None
+        # 4 first turns and 4 second turns: each p95 lies within the whole cell's TTFT range
+        assert min(row["first_p95_ms"], row["later_p95_ms"]) > 0.0
+        assert max(row["first_p95_ms"], row["later_p95_ms"]) >= row["ttft_p95_ms"] * 0.99
     ablation = [routing_ablation.run_variant("iemas", "four", "coqa", settings)]
     combined = routing.combine(rows)
     report = {"routers": ["mercato:auction", "mercato:cache_aware"], "peers_installed": False, "runs": rows,

@@ -73,6 +73,20 @@ def test_quiet_queue_flushes_before_the_wait_and_arrivals_keep_it_open():
     run(main())
 
 
+def test_quiet_zero_batches_one_loop_turn_and_holds_a_lone_request_no_longer():
+    async def main():
+        rec = Recorder()
+        batcher = MicroBatcher(rec, BatchingRule(16, 1.0, quiet_s=0.0))
+        together = [batcher.submit(i) for i in range(3)]  # queued in one loop turn
+        await asyncio.sleep(0)  # the flush runs in the next turn, nothing waits for a timer
+        assert all(f.done() for f in together) and rec.batches == [[0, 1, 2]]
+        start = time.monotonic()
+        assert await batcher.submit(3) == 30
+        assert time.monotonic() - start < 0.5 and rec.batches[-1] == [3]  # far inside the 1 s wait
+
+    run(main())
+
+
 def test_burst_is_cut_into_batches_of_at_most_max_size_in_order():
     async def main():
         rec = Recorder()

@@ -31,8 +31,8 @@ def test_example_config_loads_with_the_batching_defaults():
     config = load_config(EXAMPLE)
     assert isinstance(config, GatewayConfig)
     assert config.batching.max_batch_size == 16
-    assert config.batching.max_wait_ms == 10 and config.batching.quiet_ms == 2
-    assert batching_rule(config) == BatchingRule(16, 0.010, 0.002)  # IEMAS's 16 / 10 ms, cut short when quiet
+    assert config.batching.max_wait_ms == 10 and config.batching.quiet_ms == 0
+    assert batching_rule(config) == BatchingRule(16, 0.010, 0.0)  # IEMAS 16 / 10 ms, or at a loop turn's end
     assert config.batching.queue_limit == 4096
     specs = backend_specs(config)
     assert len(specs) >= 4 and len({s.profile for s in specs}) >= 3

@@ -8,7 +8,7 @@ from river import tree
 
 from mercato.gateway.core.policies import POLICY_NAMES
 from mercato.gateway.core.policies.auction import AuctionPolicy
-from mercato.gateway.core.predictors import Forest, compile_tree
+from mercato.gateway.core.predictors import SMALL_DESCENT, Forest, compile_tree
 from mercato.gateway.core.prefix import PrefixLedger, common_prefix_length
 from mercato.gateway.core.router import Router, RouterSettings
 from mercato.gateway.core.types import BackendSpec, BuyerReport, Observation, RouteRequest
@@ -61,8 +61,9 @@ def test_prefix_ledger_affinity_lru_and_resync():
     assert ledger.affinity("a", "s3", "y" * 400) == 1.0
 
 
+@pytest.mark.parametrize("requests", [1, 3, 40])  # pair by pair (<= SMALL_DESCENT pairs), or by level
 @pytest.mark.parametrize("classifier", [False, True])
-def test_compiled_tree_matches_river(classifier):
+def test_compiled_tree_matches_river(classifier, requests):
     rng = np.random.default_rng(0)
     model = (tree.HoeffdingTreeClassifier(grace_period=30, leaf_prediction="mc") if classifier
              else tree.HoeffdingTreeRegressor(grace_period=30, leaf_prediction="mean"))
@@ -73,13 +74,31 @@ def test_compiled_tree_matches_river(classifier):
     compiled = compile_tree(model, classifier)
     assert len(compiled.feature) > 1, "the tree should have split"
     forest = Forest([compiled, compiled])
-    xs = rng.random((40, 2, 5))
+    xs = rng.random((requests, 2, 5))
     got = forest.value[forest.leaves(xs)]
-    for i in range(40):
+    for i in range(requests):
         for j in range(2):
             sample = {k: float(v) for k, v in enumerate(xs[i, j])}
             ref = model.predict_proba_one(sample).get(True, 0.0) if classifier else model.predict_one(sample)
             assert got[i, j] == pytest.approx(ref, abs=0.05 if classifier else 1e-12)
+
+
+def test_forest_descends_alike_pair_by_pair_and_by_level():
+    rng = np.random.default_rng(1)
+    models = [tree.HoeffdingTreeRegressor(grace_period=20, leaf_prediction="mean") for _ in range(3)]
+    for m, model in enumerate(models):
+        for _ in range(2000):
+            x = rng.random(4)
+            model.learn_one({k: float(v) for k, v in enumerate(x)}, float(x[m] > 0.4) + x[3])
+    forest = Forest([compile_tree(m, False) for m in models])
+    n = SMALL_DESCENT // 3
+    xs = rng.random((n, 3, 4))
+    xs[0, :, 0] = np.nan  # a missing feature goes right on both paths
+    xs[1] = forest.threshold[forest.feature >= 0][0]  # exactly on a split's threshold: left
+    by_pair = forest.leaves(xs)  # n x 3 pairs, within the bound
+    by_level = forest.leaves(np.concatenate([xs, xs]))[:n]  # twice as many: above it
+    assert np.array_equal(by_pair, by_level)
+    assert len(set(by_pair.ravel().tolist())) > 3  # the pairs reached different leaves
 
 
 @pytest.mark.parametrize("policy", POLICY_NAMES)

@@ -289,6 +289,7 @@ def run(settings: Settings, on_step: Callable[[str], None] = lambda _: None) -> 
                      "profile_dir": str(settings.profile_dir or "")},
         "engine": f"{PROFILE} simulated, speed 0 (no model delay), {ENGINE_SEQS} sequences",
         "default_max_wait_ms": BatchingConfig().max_wait_ms,
+        "default_quiet_ms": BatchingConfig().quiet_ms,
         "held_rule": f"no errors, achieved >= 0.9x offered, p99 added <= {HELD_P99_MS:g} ms",
         "cpus": os.cpu_count(),
         "load_average_1m": os.getloadavg()[0],

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 
 from mercato.bench.gateway import TARGET_ZERO_LOAD_P50_MS
 from mercato.bench.gateway_load import HELD_P99_MS
+from mercato.gateway.live.config import quiet_rule
 from mercato.reporting import fmt, markdown_sections, save_figure, write_bench_files
 
 LOG_FLOOR_MS = 0.01  # added latencies at or below this are drawn at it on the log axis
@@ -142,7 +143,7 @@ def _markdown(report: dict[str, Any]) -> str:
              f"{report['engine']}; {report['cpus']} CPUs, load average {report['load_average_1m']:.2f} "
              f"at the end; seed {s['seed']}, {s['duration_s']:g} s per rate, "
              f"{s['zero_load_requests']} zero-load requests; default batching wait "
-             f"{report['default_max_wait_ms']:g} ms.", ""]
+             f"{report['default_max_wait_ms']:g} ms, cut short {quiet_rule(report['default_quiet_ms'])}.", ""]
     lines += [f"- {line}" for line in notes(report)]
     lines += markdown_sections(tables(report))
     lines += ["", "![added latency](gateway.png)", ""]
@@ -152,3 +153,4 @@ def _markdown(report: dict[str, Any]) -> str:
 def write(report: dict[str, Any], out: Path) -> list[Path]:
     """Under ``out``: gateway.json, gateway.png and report.md."""
     return write_bench_files(out, "gateway", report, plot, _markdown)
+

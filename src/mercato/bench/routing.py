@@ -6,7 +6,8 @@ dialogues, and the same load generator; the bench starts and stops the router it
 come from what the client saw and what the engines reported, computed alike for every router:
 
 - KV hit: mean of cached / prompt tokens per request (the engines' usage);
-- TTFT p50 / p95: from just before the request is sent to the first content chunk;
+- TTFT p50 / p95: from just before the request is sent to the first content chunk; the p95 also
+  apart for the dialogues' first turns (cold prompts) and their later turns (mostly cached);
 - mean cost: IEMAS Eq. 6 at the serving engine's list prices (each engine names itself in
   ``system_fingerprint``), so any router's traffic is priced the same way;
 - accuracy: replies scored against the gold answers (the engines read them from OpenAI's
@@ -46,8 +47,8 @@ WORKLOADS: tuple[str, ...] = ("coqa", "quac", "hotpotqa")
 ARRIVALS: tuple[str, ...] = ("burst", "poisson")
 MERCATO_POLICIES: tuple[str, ...] = ("auction", "cache_aware", "round_robin")
 SERVED_NAME = "fleet"
-METRICS: tuple[str, ...] = ("kv_hit", "ttft_p50_ms", "ttft_p95_ms", "mean_cost", "cheapest_cost", "accuracy",
-                            "welfare")
+METRICS: tuple[str, ...] = ("kv_hit", "ttft_p50_ms", "ttft_p95_ms", "first_p95_ms", "later_p95_ms",
+                            "mean_cost", "cheapest_cost", "accuracy", "welfare")
 KV_SLACK = 0.005
 COST_RATIO = 0.8
 
@@ -112,9 +113,17 @@ def cell_metrics(records: Sequence[RequestRecord], prices: dict[str, tuple[float
         welfare += realised_value(1.0, 0.5, r.correct, (r.ttft_ms or 0.0) / 1e3, valuation, 0.5) - cost
     return {"requests": load["requests"], "errors": load["errors"], "kv_hit": load["kv_hit_rate"],
             "ttft_p50_ms": load["ttft_p50_ms"], "ttft_p95_ms": load["ttft_p95_ms"],
+            "first_p95_ms": _ttft_p95(records, first=True), "later_p95_ms": _ttft_p95(records, first=False),
             "mean_cost": float(np.mean(costs)) if costs else None,
             "cheapest_cost": float(np.mean(floors)) if floors else None, "accuracy": load["accuracy"],
             "welfare": welfare, "priced": len(costs)}
+
+
+def _ttft_p95(records: Sequence[RequestRecord], first: bool) -> float | None:
+    """TTFT p95 (ms) of the dialogues' first turns (cold prompts) or of their later turns (warm)."""
+    ttft = [r.ttft_ms for r in records
+            if r.error is None and r.ttft_ms is not None and (r.turn == 1) == first]
+    return float(np.percentile(ttft, 95)) if ttft else None
 
 
 def _priced(price: tuple[float, float, float], r: RequestRecord) -> float:
@@ -172,7 +181,7 @@ def combine(runs: Sequence[dict[str, Any]], keys: Sequence[str] = CELL_KEYS,
         row |= {"seeds": len(rs), "requests": sum(r["requests"] for r in rs),
                 "errors": sum(r["errors"] for r in rs)}
         for metric in metrics:
-            values = [r[metric] for r in rs if r[metric] is not None]
+            values = [r[metric] for r in rs if r.get(metric) is not None]
             row[metric] = float(np.mean(values)) if values else None
             row[f"{metric}_lo"] = min(values) if values else None
             row[f"{metric}_hi"] = max(values) if values else None

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from mercato.reporting import fmt, markdown_table, write_csv, write_json
 
 COLUMNS = ("fleet", "workload", "arrival", "router", "seeds", "requests", "errors", "kv_hit", "ttft_p50_ms",
-           "ttft_p95_ms", "mean_cost", "cheapest_cost", "accuracy", "welfare")
+           "ttft_p95_ms", "first_p95_ms", "later_p95_ms", "mean_cost", "cheapest_cost", "accuracy", "welfare")
 _CHECKS = ("kv_hit", "ttft_p50", "ttft_p95", "cost")
 SPREAD = ("kv_hit", "ttft_p95_ms", "mean_cost")  # shown as lo-hi when a cell ran several seeds
 ABLATION_COLUMNS = ("fleet", "workload", "variant", "kv_hit", "ttft_p50_ms", "ttft_p95_ms", "mean_cost",

@@ -158,7 +158,8 @@ class BackendConfig(_Section):
 class BatchingConfig(_Section):
     """Micro-batcher: flush at ``max_batch_size``, ``max_wait_ms`` after the first queued request, or
     ``quiet_ms`` after the latest when no other has arrived since (``quiet_ms`` >= ``max_wait_ms``:
-    off).
+    off). The default ``quiet_ms`` of 0 allocates together what arrived in one event-loop turn and
+    holds a lone request no longer than that turn.
 
     Admission: at most ``max_inflight_per_slot`` requests per engine slot (healthy backends'
     ``capacity``) are routed and unfinished at once; the rest wait here, first in first out, for
@@ -167,10 +168,15 @@ class BatchingConfig(_Section):
 
     max_batch_size: Annotated[int, Field(ge=1)] = 16
     max_wait_ms: NonNegative = 10.0
-    quiet_ms: NonNegative = 2.0
+    quiet_ms: NonNegative = 0.0
     queue_limit: Annotated[int, Field(ge=1)] = 4096
     max_inflight_per_slot: Positive = 2.0
     max_hold_ms: Positive = 5000.0
+
+
+def quiet_rule(quiet_ms: float) -> str:
+    """In words, when a batch closes before its wait is out (start-up summary, bench reports)."""
+    return "when its event-loop turn ends" if quiet_ms == 0 else f"{quiet_ms:g} ms after its latest request"
 
 
 class PolicyConfig(_Section):

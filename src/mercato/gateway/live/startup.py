@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from mercato.gateway.live.config import AccountingConfig, GatewayConfig, redacted
+from mercato.gateway.live.config import AccountingConfig, GatewayConfig, quiet_rule, redacted
 from mercato.gateway.live.ledger_postgres import describe
 
 
@@ -72,8 +72,8 @@ def render_summary(summary: dict[str, Any], fmt: str) -> str:
                      f"{replicas['shared_state']}")
     lines += [
         f"  batching: up to {b['max_batch_size']} per batch, {b['max_wait_ms']:g} ms after the first "
-        f"({b['quiet_ms']:g} ms quiet), queue {b['queue_limit']}, {b['max_inflight_per_slot']:g} in flight "
-        f"per slot, held at most {b['max_hold_ms']:g} ms",
+        f"(or {quiet_rule(b['quiet_ms'])}), queue {b['queue_limit']}, "
+        f"{b['max_inflight_per_slot']:g} in flight per slot, held at most {b['max_hold_ms']:g} ms",
         f"  ledger: {ledger['db']} (spool {ledger['spool']})" if "spool" in ledger
         else f"  ledger: {ledger['db']} (synchronous {ledger['synchronous']})",
         f"  kv events: followed for {summary['kv_events']} of {len(summary['backends'])} backends",
