@@ -71,7 +71,10 @@ class TreeTrainerProcess:
         return self._process.pid if self._process is not None and self._conn is not None else None
 
     def start(self) -> None:
-        """Start the child (a fresh interpreter: spawn, so that no event-loop state is inherited)."""
+        """Start the child: a fresh interpreter (multiprocessing's spawn), so that no event-loop
+        state is inherited. Like any spawned child it imports the parent's main script again, so
+        a script that builds and serves the gateway itself needs ``if __name__ == "__main__":``
+        (the ``mercato`` command and ``python -m mercato`` need nothing)."""
         context = multiprocessing.get_context("spawn")
         ours, theirs = context.Pipe()
         process = context.Process(target=_train_forever, args=(theirs, self._specs, self._settings),
