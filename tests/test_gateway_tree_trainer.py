@@ -7,12 +7,17 @@ import os
 import signal
 import time
 
+import httpx
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from gateway_live_support import config_for, engines, gateway
 from mercato.gateway.core.features import N_FEATURES
 from mercato.gateway.core.predictors import PredictorBank, PredictorSettings
 from mercato.gateway.core.types import BackendSpec
+from mercato.gateway.live.assemble import tree_trainer
+from mercato.gateway.live.config import GatewayConfig
 from mercato.gateway.live.tree_trainer import TreeTrainerProcess
 
 SPECS = [BackendSpec("a", "m1", 8, 0.03, 0.015, 0.1), BackendSpec("b", "m1", 8, 0.05, 0.025, 0.2),
@@ -101,11 +106,32 @@ def test_before_start_the_trainer_trains_at_once():
 
 @pytest.mark.parametrize("hubs", [False, True])
 def test_the_gateway_trains_in_a_child_unless_it_runs_hubs(hubs):
-    from mercato.gateway.live.assemble import tree_trainer
-    from mercato.gateway.live.config import GatewayConfig
-
     backends = [{"name": n, "url": f"http://127.0.0.1:{9000 + i}/v1", "model": "m",
                  "prices": {"input": 0.03, "cached_input": 0.015, "output": 0.1},
                  **({"hub": "h", "domains": ["coqa"]} if hubs else {})} for i, n in enumerate("ab")]
     trainer = tree_trainer(GatewayConfig.model_validate({"backends": backends}))
     assert (trainer is None) == hubs
+
+
+def test_a_live_gateway_trains_in_its_child_shows_it_in_metrics_and_survives_its_loss(tmp_path):
+    def trainer_up(url: str) -> float:
+        text = httpx.get(f"{url}/metrics").text
+        return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                    if s.name == "mercato_tree_trainer_up")
+
+    ask = {"model": "qwen3-4b", "messages": [{"role": "user", "content": "Where did the boat go?"}],
+           "max_tokens": 8}
+    with engines(speed=20.0) as urls, gateway(config_for(urls, tmp_path / "l.sqlite")) as (url, gw):
+        trainer = gw.trainer
+        assert trainer is not None and trainer.pid is not None
+        chat = f"{url}/v1/chat/completions"
+        assert all(httpx.post(chat, json=ask, timeout=30).status_code == 200 for _ in range(4))
+        assert trainer_up(url) == 1.0
+        os.kill(trainer.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while trainer.running and time.monotonic() < deadline:  # the next learning pass notices
+            assert httpx.post(chat, json=ask, timeout=30).status_code == 200
+            time.sleep(0.05)
+        assert trainer_up(url) == 0.0
+        assert httpx.post(chat, json=ask, timeout=30).status_code == 200
+    assert not trainer.running

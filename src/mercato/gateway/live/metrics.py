@@ -119,6 +119,9 @@ class GatewayMetrics:
         self.kv_blocks = Gauge("mercato_kv_index_blocks", "Blocks the exact index holds for the backend",
                                ["backend"], registry=r)
 
+        self.tree_trainer = Gauge("mercato_tree_trainer_up",
+                                  "1 while the predictors' trees learn in the trainer process, 0 while "
+                                  "the gateway trains them itself", registry=r)
         self.replica_peers = Gauge("mercato_replica_peers",
                                    "Other gateway replicas alive in the shared state", registry=r)
         self.shared_state = Gauge("mercato_shared_state_reachable",
@@ -191,6 +194,10 @@ class GatewayMetrics:
     def watch_queue(self, length: Callable[[], float]) -> None:
         """The batch queue's length, read live at scrape time."""
         self.queue.set_function(length)
+
+    def watch_tree_trainer(self, up: Callable[[], float]) -> None:
+        """Whether the trees learn off the event loop, read live at scrape time."""
+        self.tree_trainer.set_function(up)
 
     def watch_replicas(self, peers: Callable[[], float], reachable: Callable[[], float]) -> None:
         """Gauges of the replicas' shared state, read live at scrape time."""

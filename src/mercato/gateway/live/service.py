@@ -118,6 +118,8 @@ class Gateway:
             self.metrics.watch_backend(name, lambda b=backend: b.in_flight,
                                        lambda b=backend: float(b.breaker.state))
         self.metrics.watch_queue(lambda: len(self.batcher))
+        if (trainer := self.trainer) is not None:
+            self.metrics.watch_tree_trainer(lambda: float(trainer.running))
         if (sync := self.replica_sync) is not None:
             self.metrics.watch_replicas(lambda: sync.peers, lambda: float(sync.reachable))
         if isinstance(self.store, SpoolingLedger):
