@@ -265,11 +265,17 @@ def test_replicas_each_follow_the_fleet_and_hold_the_same_exact_state(tmp_path):
             for engine in fleet.engines:
                 body = {"model": "qwen3-4b", "max_tokens": 8, "messages": [{"role": "user", "content": TEXT}]}
                 assert httpx.post(f"{engine.url}/chat/completions", json=body, timeout=30).status_code == 200
-            deadline = time.monotonic() + 10
-            while any(len(gw.router.snapshot()["kv_exact"]) < 2 for gw in (first, second)):
-                assert time.monotonic() < deadline, "a replica never synced"
-                time.sleep(0.05)
             assert first.kv_index is not None and second.kv_index is not None
             names = ("qwen3-4b-0", "qwen3-4b-1")
-            blocks = [[gw.kv_index.blocks(name) for name in names] for gw in (first, second)]
-    assert blocks[0] == blocks[1] and min(blocks[0]) > 0
+
+            def blocks() -> list[list[int]]:
+                return [[gw.kv_index.blocks(name) for name in names] for gw in (first, second)]
+
+            # synced, then the last batch applied by both (each replica's subscriber runs at its own pace)
+            deadline = time.monotonic() + 10
+            while (any(len(gw.router.snapshot()["kv_exact"]) < 2 for gw in (first, second))
+                   or blocks()[0] != blocks()[1]):
+                assert time.monotonic() < deadline, f"the replicas never agreed: {blocks()}"
+                time.sleep(0.05)
+            final = blocks()
+    assert final[0] == final[1] and min(final[0]) > 0
