@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import httpx
 import psycopg
@@ -31,6 +33,8 @@ from mercato.gateway.live.ledger_spool import SpoolingLedger
 from mercato.gateway.live.ledger_store import open_ledger_summary
 from mercato.gateway.live.startup import render_summary, startup_summary
 from mercato.ports import free_port
+
+T = TypeVar("T")
 
 BACKEND = {"name": "a", "url": "http://127.0.0.1:1", "model": "m",
            "prices": {"input": 1.0, "cached_input": 0.5, "output": 2.0}}
@@ -151,23 +155,38 @@ def test_a_ledger_newer_than_this_mercato_is_refused(tmp_path):
     conn.close()
 
 
-def test_sqlite_stores_opened_at_once_apply_each_migration_once(tmp_path):
-    path = tmp_path / "l.sqlite"
-    barrier = threading.Barrier(6)
-    errors = []
+def at_once(fn: Callable[[Callable[[], None]], T], count: int = 6) -> list[T]:
+    """``fn`` in ``count`` threads; each calls the function it is given when ready, and all go on
+    together from there. Their results."""
+    barrier = threading.Barrier(count)
+    results: list[T] = []
+    lock = threading.Lock()
 
-    def opener():
-        barrier.wait()
-        try:
-            SQLiteAccountingStore(path).close()
-        except Exception as err:  # pragma: no cover - the assertion below reports it
-            errors.append(err)
+    def run() -> None:
+        result = fn(barrier.wait)
+        with lock:
+            results.append(result)
 
-    threads = [threading.Thread(target=opener) for _ in range(6)]
+    threads = [threading.Thread(target=run) for _ in range(count)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return results
+
+
+def test_sqlite_stores_opened_at_once_apply_each_migration_once(tmp_path):
+    path = tmp_path / "l.sqlite"
+
+    def opener(ready: Callable[[], None]) -> Exception | None:
+        ready()
+        try:
+            SQLiteAccountingStore(path).close()
+        except Exception as err:  # pragma: no cover - the assertion below reports it
+            return err
+        return None
+
+    errors = [e for e in at_once(opener) if e is not None]
     assert errors == []
     conn = sqlite3.connect(path)
     assert versions(lambda q: conn.execute(q).fetchall()) == [(1, "ledger")]
@@ -175,22 +194,12 @@ def test_sqlite_stores_opened_at_once_apply_each_migration_once(tmp_path):
 
 
 def test_postgres_migrations_are_idempotent_and_safe_when_replicas_start_at_once(pg_url):
-    barrier = threading.Barrier(6)
-    applied: list[list[int]] = []
-    lock = threading.Lock()
-
-    def replica():
+    def replica(ready: Callable[[], None]) -> list[int]:
         with psycopg.connect(pg_url, autocommit=True) as conn:
-            barrier.wait()
-            done = migrate_postgres(conn)
-            with lock:
-                applied.append(done)
+            ready()
+            return migrate_postgres(conn)
 
-    threads = [threading.Thread(target=replica) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    applied = at_once(replica)
     assert sorted(applied) == [[]] * 5 + [list(range(1, LATEST + 1))]  # one replica applied them
     with psycopg.connect(pg_url, autocommit=True) as conn:
         assert migrate_postgres(conn) == []

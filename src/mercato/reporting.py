@@ -174,6 +174,17 @@ def markdown_sections(tables: Sequence[tuple[str, Sequence[Mapping[str, Any]]]])
     return lines
 
 
+def bench_markdown(stem: str, summary: str, notes: Sequence[str],
+                   tables: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], image_alt: str) -> str:
+    """A benchmark's report.md: its title, a summary line, the notes as bullets, the titled
+    tables and the ``stem``.png figure."""
+    lines = [f"# mercato bench {stem}", "", summary, ""]
+    lines += [f"- {line}" for line in notes]
+    lines += markdown_sections(tables)
+    lines += ["", f"![{image_alt}]({stem}.png)", ""]
+    return "\n".join(lines)
+
+
 def save_figure(fig: Figure, path: Path, title: str) -> Path:
     """Title, lay out and write ``fig`` as a PNG, then free it."""
     import matplotlib.pyplot as plt

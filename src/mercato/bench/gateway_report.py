@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 from mercato.bench.gateway import TARGET_ZERO_LOAD_P50_MS
 from mercato.bench.gateway_load import HELD_P99_MS
 from mercato.gateway.live.config import quiet_rule
-from mercato.reporting import fmt, markdown_sections, save_figure, write_bench_files
+from mercato.reporting import bench_markdown, fmt, save_figure, write_bench_files
 
 LOG_FLOOR_MS = 0.01  # added latencies at or below this are drawn at it on the log axis
 
@@ -139,15 +139,11 @@ def plot(report: dict[str, Any], path: Path) -> Path:
 
 def _markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
-    lines = ["# mercato bench gateway", "",
-             f"{report['engine']}; {report['cpus']} CPUs, load average {report['load_average_1m']:.2f} "
-             f"at the end; seed {s['seed']}, {s['duration_s']:g} s per rate, "
-             f"{s['zero_load_requests']} zero-load requests; default batching wait "
-             f"{report['default_max_wait_ms']:g} ms, cut short {quiet_rule(report['default_quiet_ms'])}.", ""]
-    lines += [f"- {line}" for line in notes(report)]
-    lines += markdown_sections(tables(report))
-    lines += ["", "![added latency](gateway.png)", ""]
-    return "\n".join(lines)
+    summary = (f"{report['engine']}; {report['cpus']} CPUs, load average {report['load_average_1m']:.2f} "
+               f"at the end; seed {s['seed']}, {s['duration_s']:g} s per rate, "
+               f"{s['zero_load_requests']} zero-load requests; default batching wait "
+               f"{report['default_max_wait_ms']:g} ms, cut short {quiet_rule(report['default_quiet_ms'])}.")
+    return bench_markdown("gateway", summary, notes(report), tables(report), "added latency")
 
 
 def write(report: dict[str, Any], out: Path) -> list[Path]:

@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from mercato.reporting import markdown_sections, save_figure, write_bench_files
+from mercato.reporting import bench_markdown, save_figure, write_bench_files
 
 
 def kv_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -97,15 +97,11 @@ def plot(report: dict[str, Any], path: Path) -> Path:
 
 def _markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
-    lines = ["# mercato bench replicas", "",
-             f"KV runs: {report['fleet']['kv']}; {s['dialogues']} {s['workload']} dialogues of {s['turns']} "
-             f"turns, {s['concurrency']} at once, seed {s['seed']}. Throughput: "
-             f"{report['fleet']['throughput']}, {s['duration_s']:g} s per rate. {report['cpus']} CPUs, "
-             f"load average {report['load_average_1m']:.2f} at the end.", ""]
-    lines += [f"- {line}" for line in notes(report)]
-    lines += markdown_sections(tables(report))
-    lines += ["", "![replicas](replicas.png)", ""]
-    return "\n".join(lines)
+    summary = (f"KV runs: {report['fleet']['kv']}; {s['dialogues']} {s['workload']} dialogues of "
+               f"{s['turns']} turns, {s['concurrency']} at once, seed {s['seed']}. Throughput: "
+               f"{report['fleet']['throughput']}, {s['duration_s']:g} s per rate. {report['cpus']} CPUs, "
+               f"load average {report['load_average_1m']:.2f} at the end.")
+    return bench_markdown("replicas", summary, notes(report), tables(report), "replicas")
 
 
 def write(report: dict[str, Any], out: Path) -> list[Path]:

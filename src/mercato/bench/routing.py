@@ -113,17 +113,12 @@ def cell_metrics(records: Sequence[RequestRecord], prices: dict[str, tuple[float
         welfare += realised_value(1.0, 0.5, r.correct, (r.ttft_ms or 0.0) / 1e3, valuation, 0.5) - cost
     return {"requests": load["requests"], "errors": load["errors"], "kv_hit": load["kv_hit_rate"],
             "ttft_p50_ms": load["ttft_p50_ms"], "ttft_p95_ms": load["ttft_p95_ms"],
-            "first_p95_ms": _ttft_p95(records, first=True), "later_p95_ms": _ttft_p95(records, first=False),
+            # the tail apart for the dialogues' first turns (cold prompts) and their later turns
+            "first_p95_ms": summarize([r for r in records if r.turn == 1])["ttft_p95_ms"],
+            "later_p95_ms": summarize([r for r in records if r.turn != 1])["ttft_p95_ms"],
             "mean_cost": float(np.mean(costs)) if costs else None,
             "cheapest_cost": float(np.mean(floors)) if floors else None, "accuracy": load["accuracy"],
             "welfare": welfare, "priced": len(costs)}
-
-
-def _ttft_p95(records: Sequence[RequestRecord], first: bool) -> float | None:
-    """TTFT p95 (ms) of the dialogues' first turns (cold prompts) or of their later turns (warm)."""
-    ttft = [r.ttft_ms for r in records
-            if r.error is None and r.ttft_ms is not None and (r.turn == 1) == first]
-    return float(np.percentile(ttft, 95)) if ttft else None
 
 
 def _priced(price: tuple[float, float, float], r: RequestRecord) -> float:

@@ -23,6 +23,7 @@ are compiled to flat arrays after they change and all pairs descend them togethe
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Protocol
@@ -168,9 +169,13 @@ class Forest:
         self.left = np.concatenate([t.left + o for t, o in zip(trees, offsets, strict=True)])
         self.right = np.concatenate([t.right + o for t, o in zip(trees, offsets, strict=True)])
         self.value = np.concatenate([t.value for t in trees])
-        # the same arrays as lists, for descending a few pairs without numpy's per-call overhead
-        self._nodes = (self.feature.tolist(), self.threshold.tolist(), self.left.tolist(),
-                       self.right.tolist(), self.roots.tolist())
+
+    @functools.cached_property
+    def _nodes(self) -> tuple[list[int], list[float], list[int], list[int], list[int]]:
+        """The arrays as lists, for descending a few pairs without numpy's per-call overhead; built
+        on first use, so that forests compiled only to be sent elsewhere (the tree trainer) skip it."""
+        return (self.feature.tolist(), self.threshold.tolist(), self.left.tolist(), self.right.tolist(),
+                self.roots.tolist())
 
     def leaves(self, x: NDArray[np.float64]) -> NDArray[np.int64]:
         """Leaf index of every pair of ``x`` (N, M, F), backend j descending tree j."""

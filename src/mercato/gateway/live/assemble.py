@@ -46,9 +46,14 @@ def batching_rule(config: GatewayConfig) -> BatchingRule:
     return BatchingRule(batching.max_batch_size, batching.max_wait_ms / 1000.0, batching.quiet_ms / 1000.0)
 
 
+def runs_hubs(config: GatewayConfig) -> bool:
+    """True when the backends name hubs (a HubRouter), False for a single Router."""
+    return any(b.hub is not None for b in config.backends)
+
+
 def tree_trainer(config: GatewayConfig) -> TreeTrainerProcess | None:
     """A child process for a single Router's trees; None for hub routers, which train in process."""
-    if any(b.hub is not None for b in config.backends):
+    if runs_hubs(config):
         return None
     return TreeTrainerProcess(backend_specs(config), router_settings(config).predictor)
 
@@ -64,8 +69,7 @@ def build_router(config: GatewayConfig, kv_index: KVIndex | None = None,
     theirs in process).
     """
     specs = backend_specs(config)
-    hub_names = [b.hub for b in config.backends]
-    if all(h is None for h in hub_names):
+    if not runs_hubs(config):
         settings = router_settings(config)
         return Router(specs, config.policy.name, settings, kv_index=kv_index,
                       predictors=PredictorBank(specs, settings.predictor, trainer))
@@ -74,6 +78,6 @@ def build_router(config: GatewayConfig, kv_index: KVIndex | None = None,
         raise ConfigError(f"backends {missing}: hub is required once any backend names a hub")
     hubs = [Hub(name, tuple(b.name for b in config.backends if b.hub == name),
                 frozenset(d for b in config.backends if b.hub == name for d in b.domains))
-            for name in dict.fromkeys(h for h in hub_names if h is not None)]
+            for name in dict.fromkeys(b.hub for b in config.backends if b.hub is not None)]
     classifier = DomainClassifier({}, {b.name: b.capacity for b in config.backends})
     return HubRouter(specs, hubs, config.policy.name, router_settings(config), classifier, kv_index=kv_index)
