@@ -28,7 +28,7 @@ def report(run):
 
 def test_every_mercato_variant_is_measured_and_no_peer(run, report):
     _, steps, _ = run
-    assert [r["name"] for r in report["routers"]] == [r.name for r in gateway.MERCATO]
+    assert [r["name"] for r in report["routers"]] == [*(r.name for r in gateway.MERCATO), gateway.FLOOR]
     assert report["peers"] == {"requested": False, "installed": report["peers"]["installed"], "run": False}
     assert steps[0] == "client ceiling" and f"{gateway.HEADLINE} zero load" in steps
     json.dumps(report)
@@ -40,7 +40,7 @@ def test_latencies_errors_and_costs_are_sane(report):
         assert zero["requests"] == 20 and zero["errors"] == 0
         assert 0 < zero["direct_p50_ms"] <= zero["direct_p99_ms"]
         assert zero["router_p50_ms"] > 0
-        if r["max_wait_ms"] is None:  # the config's default wait: requests wait for their micro-batch
+        if r["kind"] == "mercato" and r["max_wait_ms"] is None:  # the default wait: requests wait for a batch
             assert zero["batch_wait_p50_ms"] > 0
         assert [x["rate"] for x in r["rates"]] == [50, 100]
         for x in r["rates"]:
@@ -61,6 +61,17 @@ def test_client_ceiling_and_targets(report):
     assert targets["zero_load_added_p50_le_2x_sglang"]["met"] is None  # no peer in this run
     assert targets["500rps_added_p50_le_3ms"]["met"] is None  # 500 req/s is not a quick rate
     assert report["targets_met"] == {k: t["met"] for k, t in targets.items() if t["met"] is not None}
+
+
+def test_the_floor_splits_the_headline(report):
+    routers = {r["name"]: r for r in report["routers"]}
+    split = report["floor"]
+    assert split["added_p50_ms"] == routers[gateway.HEADLINE]["zero_load"]["added_p50_ms"]
+    assert split["stack_p50_ms"] == routers[gateway.FLOOR]["zero_load"]["added_p50_ms"]
+    assert split["stack_p50_ms"] + split["own_p50_ms"] == pytest.approx(split["added_p50_ms"])
+    assert "stack_x_peer" not in split  # no peer in this run
+    assert any(line.startswith(f"zero-load added p50 of {gateway.HEADLINE}")
+               for line in gateway_report.notes(report))
 
 
 def test_files_and_tables(run, report):

@@ -23,6 +23,7 @@ from mercato.gateway.live.wire import (
     buyer_report,
     parse_request,
     session_of,
+    sse_data,
     tracing,
 )
 
@@ -198,6 +199,15 @@ def test_accumulator_rebuilds_a_completion_with_tool_calls_and_usage():
     assert out["object"] == "chat.completion" and out["model"] == "m" and out["created"] == 5
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"]["tool_calls"][0]["function"] == {"name": "look", "arguments": "{\"a\":1}"}
+
+
+def test_sse_data_keeps_only_complete_data_lines_and_carries_the_rest():
+    fields, tail = sse_data(b'data: {"a"', b': 1}\n\n: keep-alive\nevent: x\ndata:[DONE]\ndata: {"b')
+    assert fields == [b'{"a": 1}', b"[DONE]"]
+    assert tail == b'data: {"b'
+    fields, tail = sse_data(tail, b'": 2}\r\n')
+    assert fields == [b'{"b": 2}'] and tail == b""
+    assert sse_data(b"", b"data: partial") == ([], b"data: partial")
 
 
 def test_circuit_breaker_opens_probes_and_closes():

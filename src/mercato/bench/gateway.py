@@ -5,7 +5,9 @@ target. In front of it, one router at a time, each its own child process so that
 CPU can be read with psutil: mercato's gateway (``mercato serve``) with the auction and with round
 robin, each with no batching wait (``max_wait_ms: 0``) and with the config's default wait, and,
 with ``--peers`` when the ``peers`` group is installed, the real sglang-router with its
-``cache_aware`` default and ``round_robin``. Per router:
+``cache_aware`` default and ``round_robin``; and always the floor: a pass-through proxy on the
+gateway's own stack that does none of mercato's work (:mod:`mercato.bench.passthrough`), so
+that what mercato adds splits into the stack's price and its own work. Per router:
 
 - zero load: sequential requests, in alternating blocks with the engine direct, so that drift on
   the machine hits both alike;
@@ -49,6 +51,7 @@ from mercato.bench.gateway_load import (
     open_loop,
     poisson_arrivals,
 )
+from mercato.bench.passthrough import passthrough_process
 from mercato.bench.peers import SGLANG_POLICIES, mercato_process, sglang_available, sglang_router_process
 from mercato.gateway.live.config import AccountingConfig, BatchingConfig, GatewayConfig, PolicyConfig
 from mercato.gateway.live.fleet import EngineFleet
@@ -60,6 +63,7 @@ WARMUP_REQUESTS = 100
 ZERO_LOAD_BLOCK = 25
 HEADLINE = "mercato:auction:wait0"  # the router the targets are read on
 PEER = "sglang:cache_aware"  # sglang-router's default policy
+FLOOR = "floor:passthrough"  # the gateway's stack with none of mercato's work
 TARGET_ZERO_LOAD_P50_MS = 1.5
 TARGET_PEER_RATIO = 2.0
 TARGET_RATE = 500
@@ -80,7 +84,7 @@ class Router:
     """One router under test; ``max_wait_ms`` None keeps the config's default batching wait."""
 
     name: str
-    kind: str  # "mercato" or "sglang"
+    kind: str  # "mercato", "sglang" or "passthrough"
     policy: str
     max_wait_ms: float | None = None
 
@@ -89,6 +93,7 @@ MERCATO = (Router(HEADLINE, "mercato", "auction", 0.0), Router("mercato:auction"
            Router("mercato:round_robin:wait0", "mercato", "round_robin", 0.0),
            Router("mercato:round_robin", "mercato", "round_robin"))
 SGLANG = tuple(Router(f"sglang:{p}", "sglang", p) for p in SGLANG_POLICIES)
+PASSTHROUGH = Router(FLOOR, "passthrough", "none")
 
 
 @dataclass(frozen=True)
@@ -115,8 +120,8 @@ class Settings:
                        warmup_requests=20)
 
     def routers(self) -> tuple[Router, ...]:
-        """mercato's four variants, and sglang-router's two when asked for and installed."""
-        return MERCATO + (SGLANG if self.peers and sglang_available() else ())
+        """mercato's four variants, the floor, and sglang-router's two when asked for and installed."""
+        return (*MERCATO, PASSTHROUGH, *(SGLANG if self.peers and sglang_available() else ()))
 
     def steps(self) -> int:
         """Progress steps at most: the client ceiling, then per router zero load and each rate."""
@@ -129,6 +134,10 @@ def _started(router: Router, fleet: EngineFleet, workdir: Path,
     """The router in front of the fleet's one engine; yields its base URL and its process."""
     if router.kind == "sglang":
         with sglang_router_process(fleet, router.policy) as started:
+            yield started
+        return
+    if router.kind == "passthrough":
+        with passthrough_process(f"{fleet.engines[0].url}/chat/completions") as started:
             yield started
         return
     name = router.name.replace(":", "-")
@@ -252,10 +261,14 @@ def _targets(routers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     if PEER not in routers:
         out.append(_target(key, None, TARGET_PEER_RATIO, "x", "sglang-router not run"))
     else:
+        peer_p50 = max(routers[PEER]["zero_load"]["added_p50_ms"], 1e-9)
         ratios = {name: zero_p50 / max(r["zero_load"]["added_p50_ms"], 1e-9)
                   for name, r in routers.items() if r["kind"] == "sglang"}
-        out.append(_target(key, ratios[PEER], TARGET_PEER_RATIO, "x",
-                           ", ".join(f"x{v:.2f} of {k}" for k, v in ratios.items())))
+        note = ", ".join(f"x{v:.2f} of {k}" for k, v in ratios.items())
+        if FLOOR in routers:
+            floor = routers[FLOOR]["zero_load"]["added_p50_ms"] / peer_p50
+            note += f"; {FLOOR} alone x{floor:.2f} of {PEER}"
+        out.append(_target(key, ratios[PEER], TARGET_PEER_RATIO, "x", note))
     row = next((r for r in head["rates"] if r["rate"] == TARGET_RATE), None)
     for q, bound in ((50, TARGET_P50_MS), (99, TARGET_P99_MS)):
         key = f"{TARGET_RATE}rps_added_p{q}_le_{bound:g}ms"
@@ -269,6 +282,19 @@ def _targets(routers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     out.append(_target(f"held_rps_ge_{TARGET_HELD_RATIO:g}x_{BASELINE_COMMIT}", ratio, TARGET_HELD_RATIO, "x",
                        f"{head['held_rps']} against {baseline} req/s", at_least=True))
     return out
+
+
+def floor_split(routers: dict[str, dict[str, Any]]) -> dict[str, float] | None:
+    """The headline's zero-load added p50 split into the stack's floor and mercato's own work, and
+    the floor against sglang-router's when it ran; None without the floor."""
+    if FLOOR not in routers:
+        return None
+    head = routers[HEADLINE]["zero_load"]["added_p50_ms"]
+    floor = routers[FLOOR]["zero_load"]["added_p50_ms"]
+    split = {"added_p50_ms": head, "stack_p50_ms": floor, "own_p50_ms": head - floor}
+    if PEER in routers:
+        split["stack_x_peer"] = floor / max(routers[PEER]["zero_load"]["added_p50_ms"], 1e-9)
+    return split
 
 
 def run(settings: Settings, on_step: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
@@ -299,6 +325,7 @@ def run(settings: Settings, on_step: Callable[[str], None] = lambda _: None) -> 
                    "ladder": client},
         "baseline": {"commit": BASELINE_COMMIT, "held_rps": BASELINE_HELD_RPS},
         "routers": list(results.values()),
+        "floor": floor_split(results),
         "targets": targets,
         "targets_met": {t["target"]: t["met"] for t in targets if t["met"] is not None},
     }

@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from mercato.bench.gateway import TARGET_ZERO_LOAD_P50_MS
+from mercato.bench.gateway import FLOOR, HEADLINE, PEER, TARGET_ZERO_LOAD_P50_MS
 from mercato.bench.gateway_load import HELD_P99_MS
 from mercato.gateway.live.config import quiet_rule
 from mercato.reporting import bench_markdown, fmt, save_figure, write_bench_files
@@ -102,6 +102,14 @@ def notes(report: dict[str, Any]) -> list[str]:
     lines = [f"load generator alone (null server): holds {client['ceiling_rps']} req/s ({reach}); "
              "rates above are marked client ok: NO and do not count",
              f"held: {report['held_rule']}"]
+    split = report.get("floor")
+    if split is not None:
+        line = (f"zero-load added p50 of {HEADLINE}: {split['added_p50_ms']:.2f} ms = "
+                f"{split['stack_p50_ms']:.2f} ms the stack's ({FLOOR}: the same server, client and "
+                f"parsing, none of mercato's work) + {split['own_p50_ms']:.2f} ms mercato's own")
+        if "stack_x_peer" in split:
+            line += f"; the stack alone adds x{split['stack_x_peer']:.2f} of {PEER}'s"
+        lines.append(line)
     peers = report["peers"]
     if not peers["run"]:
         why = ("not installed: pip install -e '.[peers]'" if peers["requested"]

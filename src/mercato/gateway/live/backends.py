@@ -48,7 +48,15 @@ from yarl import URL
 from mercato.gateway.live.backoff import Backoff
 from mercato.gateway.live.config import BackendConfig, GatewayConfig
 from mercato.gateway.live.errors import APIError
-from mercato.gateway.live.wire import CHAT, COMPLETIONS, EMBEDDINGS, Accumulator, ClientRequest, backend_body
+from mercato.gateway.live.wire import (
+    CHAT,
+    COMPLETIONS,
+    EMBEDDINGS,
+    Accumulator,
+    ClientRequest,
+    backend_body,
+    sse_data,
+)
 
 # Statuses that are the client's fault: passed back, neither retried nor failed over.
 CLIENT_FAULT = frozenset({400, 413, 422})
@@ -338,13 +346,10 @@ class Forwarding:
                 yield [(data, self._parse(data, start))]
                 done = True
             async for received in response.content.iter_any():
-                *lines, tail = (tail + received).split(b"\n")
+                fields, tail = sse_data(tail, received)
                 events = []
-                for line in lines:
-                    if done or not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
+                for data in fields:
+                    if done or data == b"[DONE]":
                         done = True
                         continue
                     events.append((data, self._parse(data, start)))

@@ -245,6 +245,13 @@ def backend_body(request: ClientRequest, model: str, forward_extension: bool) ->
     return orjson.dumps(body)
 
 
+def sse_data(tail: bytes, received: bytes) -> tuple[list[bytes], bytes]:
+    """The ``data`` fields of the complete server-sent-event lines in ``tail + received``, and
+    the incomplete last line to prepend to the next read."""
+    *lines, rest = (tail + received).split(b"\n")
+    return [line[5:].strip() for line in lines if line.startswith(b"data:")], rest
+
+
 class Accumulator(Protocol):
     """What a backend answered to one request, merged as it arrives."""
 
