@@ -128,6 +128,11 @@ class Settings:
         return 1 + len(self.routers()) * (1 + len(self.rates) + len(self.sweep))
 
 
+def _direct_url(fleet: EngineFleet) -> str:
+    """The fleet's one engine's chat completions URL: the "direct" target, and the floor's upstream."""
+    return f"{fleet.engines[0].url}/chat/completions"
+
+
 @contextlib.contextmanager
 def _started(router: Router, fleet: EngineFleet, workdir: Path,
              gateway_src: Path | None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
@@ -137,7 +142,7 @@ def _started(router: Router, fleet: EngineFleet, workdir: Path,
             yield started
         return
     if router.kind == "passthrough":
-        with passthrough_process(f"{fleet.engines[0].url}/chat/completions") as started:
+        with passthrough_process(_direct_url(fleet)) as started:
             yield started
         return
     name = router.name.replace(":", "-")
@@ -199,7 +204,7 @@ def highest_held(rows: list[dict[str, Any]]) -> tuple[int | None, bool]:
 
 def _measure(router: Router, fleet: EngineFleet, pool: ProcessPoolExecutor, settings: Settings,
              ceiling: int, workdir: Path, on_step: Callable[[str], None]) -> dict[str, Any]:
-    direct_url = f"{fleet.engines[0].url}/chat/completions"
+    direct_url = _direct_url(fleet)
     with _started(router, fleet, workdir, settings.gateway_src) as (base_url, popen), \
             contextlib.ExitStack() as sampling:
         url = f"{base_url}/v1/chat/completions"
@@ -251,8 +256,8 @@ def _target(key: str, value: float | None, bound: float, unit: str, note: str = 
             "note": note}
 
 
-def _targets(routers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Issue 14's targets, read on the auction with no batching wait."""
+def _targets(routers: dict[str, dict[str, Any]], split: dict[str, float] | None) -> list[dict[str, Any]]:
+    """Issue 14's targets, read on the auction with no batching wait; ``split``: :func:`floor_split`."""
     head = routers[HEADLINE]
     zero_p50 = head["zero_load"]["added_p50_ms"]
     out = [_target(f"zero_load_added_p50_le_{TARGET_ZERO_LOAD_P50_MS:g}ms", zero_p50, TARGET_ZERO_LOAD_P50_MS,
@@ -261,13 +266,11 @@ def _targets(routers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     if PEER not in routers:
         out.append(_target(key, None, TARGET_PEER_RATIO, "x", "sglang-router not run"))
     else:
-        peer_p50 = max(routers[PEER]["zero_load"]["added_p50_ms"], 1e-9)
         ratios = {name: zero_p50 / max(r["zero_load"]["added_p50_ms"], 1e-9)
                   for name, r in routers.items() if r["kind"] == "sglang"}
         note = ", ".join(f"x{v:.2f} of {k}" for k, v in ratios.items())
-        if FLOOR in routers:
-            floor = routers[FLOOR]["zero_load"]["added_p50_ms"] / peer_p50
-            note += f"; {FLOOR} alone x{floor:.2f} of {PEER}"
+        if split is not None:
+            note += f"; {FLOOR} alone x{split['stack_x_peer']:.2f} of {PEER}"
         out.append(_target(key, ratios[PEER], TARGET_PEER_RATIO, "x", note))
     row = next((r for r in head["rates"] if r["rate"] == TARGET_RATE), None)
     for q, bound in ((50, TARGET_P50_MS), (99, TARGET_P99_MS)):
@@ -308,7 +311,8 @@ def run(settings: Settings, on_step: Callable[[str], None] = lambda _: None) -> 
                 EngineFleet([PROFILE], speed=0.0, seed=settings.seed, max_num_seqs=ENGINE_SEQS) as fleet:
             for router in settings.routers():
                 results[router.name] = _measure(router, fleet, pool, settings, ceiling, Path(tmp), on_step)
-    targets = _targets(results)
+    split = floor_split(results)
+    targets = _targets(results, split)
     return {
         "benchmark": "gateway",
         "settings": {**asdict(settings), "gateway_src": str(settings.gateway_src or ""),
@@ -325,7 +329,7 @@ def run(settings: Settings, on_step: Callable[[str], None] = lambda _: None) -> 
                    "ladder": client},
         "baseline": {"commit": BASELINE_COMMIT, "held_rps": BASELINE_HELD_RPS},
         "routers": list(results.values()),
-        "floor": floor_split(results),
+        "floor": split,
         "targets": targets,
         "targets_met": {t["target"]: t["met"] for t in targets if t["met"] is not None},
     }
