@@ -33,6 +33,8 @@ def test_ready_waits_for_a_backend_to_answer_and_follows_it_down(tmp_path):
                      backend_entry("dead", "qwen3-4b", refused)],
         "accounting": {"db": str(tmp_path / "l.sqlite")},
         "timeouts": {"connect_s": 0.5},
+        # readiness alone: a start-up probe would wait its timeout at the backend that never answers
+        "prefill_probe": {"enabled": False},
         "circuit_breaker": {"failure_threshold": 100, "cooldown_s": 0.1, "health_interval_s": 0.1}})
     with gateway(config) as (url, gw):
         assert httpx.get(f"{url}/health").json() == {"status": "ok"}  # liveness: the process is up

@@ -54,8 +54,9 @@ def engine_app(profile: str, seed: int = 0):
 
 def config(urls: dict[str, str], db, **sections):
     backends = [backend_entry(name, "qwen3-8b", url) for name, url in urls.items()]
+    # no start-up probes: these tests count every request a stub backend receives
     return parse_config({"backends": backends, "accounting": {"db": str(db)},
-                         "policy": {"name": "round_robin"},
+                         "policy": {"name": "round_robin"}, "prefill_probe": {"enabled": False},
                          "retries": {"max_retries": 2, "backoff_base_s": 0.01}} | sections)
 
 

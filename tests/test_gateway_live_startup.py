@@ -58,5 +58,9 @@ def test_summary_names_address_policy_backends_prices_batching_ledger_and_kv_eve
     assert "kv events tcp://127.0.0.1:5557" in text and "followed for 1 of 2 backends" in text
     assert "up to 16 per batch, 10 ms after the first" in text and str(tmp_path / "l.sqlite") in text
     assert "access log: json to stderr" in text
+    assert ("  prefill probes: 2 cold prompt(s) of 32 and 1024 words at each backend before serving "
+            "(at most 10 s)") in text.splitlines()
+    off = parse_config(config.model_dump(mode="json") | {"prefill_probe": {"enabled": False}})
+    assert "  prefill probes: off" in render_summary(startup_summary(off, "auction", "::", 1), "text")
     line = render_summary(summary, "json")
     assert "\n" not in line and json.loads(line)["backends"][1]["kv_events"] == "tcp://127.0.0.1:5557"

@@ -170,6 +170,10 @@ class HubRouter:
         """Every hub learns what it has queued."""
         return sum(r.learn() for r in self.routers.values())
 
+    def calibrate(self, backend: str, uncached_tokens: int, ttft_s: float) -> None:
+        """Forward to the backend's hub."""
+        self.routers[self.owner[backend]].calibrate(backend, uncached_tokens, ttft_s)
+
     def set_health(self, backend: str, healthy: bool) -> None:
         """Forward to the backend's hub."""
         self.routers[self.owner[backend]].set_health(backend, healthy)

@@ -368,6 +368,13 @@ class PredictorBank:
         else:
             self._untrained.append(lesson)
 
+    def calibrate(self, backend: int, uncached_ktok: float, ttft_s: float) -> None:
+        """A TTFT measured at an idle backend (no queue, nothing in flight): only the queueing
+        model learns it, as the overhead and prefill rate it pins down; the trees and the cost
+        and quality estimates are about served traffic, which a probe is not."""
+        self.backends[backend].queueing.learn(uncached_ktok, 0.0, 0.0, ttft_s)
+        self._dirty.add(backend)
+
     def train(self, lessons: list[TreeLesson]) -> None:
         """Teach the trees here (a background trainer's child process calls this on its own bank)."""
         for lesson in lessons:

@@ -349,6 +349,10 @@ class Router:
             t.judged += 1
             t.correct += int(obs.correct)
 
+    def calibrate(self, backend: str, uncached_tokens: int, ttft_s: float) -> None:
+        """A start-up probe's TTFT at ``backend`` while idle, for ``uncached_tokens`` of cold prompt."""
+        self.predictors.calibrate(self.index[backend], uncached_tokens / 1000.0, ttft_s)
+
     def can_serve(self, request: RouteRequest) -> NDArray[np.bool_]:
         """(M,) mask of healthy backends serving the model the request asked for."""
         return self._markets.can_serve(request)

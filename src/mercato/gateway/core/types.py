@@ -174,6 +174,10 @@ class RoutingCore(Protocol):
         """Learn from the requests finished since the last call, when learning is deferred."""
         ...
 
+    def calibrate(self, backend: str, uncached_tokens: int, ttft_s: float) -> None:
+        """A TTFT measured at an idle backend for a cold prompt, before any traffic."""
+        ...
+
     def set_health(self, backend: str, healthy: bool) -> None:
         """Circuit-breaker state of a backend."""
         ...

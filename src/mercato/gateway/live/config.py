@@ -333,6 +333,17 @@ class ServerConfig(_Section):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 4 * 1024 * 1024
 
 
+class ProbeConfig(_Section):
+    """Start-up prefill probes (:mod:`mercato.gateway.live.prefill_probe`): cold prompts of
+    ``prompt_words`` words (about as many tokens or more), ``repeats`` times each, at every
+    backend before the gateway serves; unfinished probes are given up after ``timeout_s``."""
+
+    enabled: bool = True
+    prompt_words: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] = [32, 1024]
+    repeats: Annotated[int, Field(ge=1)] = 2
+    timeout_s: Positive = 10.0  # the gateway serves only after it: a hung backend delays start this long
+
+
 class TimeoutConfig(_Section):
     """Timeouts towards backends; ``read_s`` bounds any silence (first byte included), not the reply."""
 
@@ -389,6 +400,7 @@ class GatewayConfig(_Section):
     state: StateConfig = StateConfig()
     limits: LimitsConfig = LimitsConfig()
     api_keys: dict[str, str] = Field(default_factory=dict)
+    prefill_probe: ProbeConfig = ProbeConfig()
     timeouts: TimeoutConfig = TimeoutConfig()
     retries: RetryConfig = RetryConfig()
     circuit_breaker: CircuitConfig = CircuitConfig()

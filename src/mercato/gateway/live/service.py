@@ -45,6 +45,7 @@ from mercato.gateway.live.ledger_spool import SpoolingLedger
 from mercato.gateway.live.ledger_store import open_ledger_store
 from mercato.gateway.live.metrics import GatewayMetrics
 from mercato.gateway.live.outcomes import Outcome
+from mercato.gateway.live.prefill_probe import calibrate
 from mercato.gateway.live.replica_sync import ReplicaSync
 from mercato.gateway.live.reporter import OutcomeReporter
 from mercato.gateway.live.tasks import cancel_all
@@ -137,6 +138,8 @@ class Gateway:
             self.trainer.start()
         await self.enforcement.start()
         await self.pool.start()
+        if self.config.prefill_probe.enabled:
+            await calibrate(self.pool, self.router, self.config.prefill_probe, self.config.policy.seed)
         self._health_task = asyncio.create_task(self.pool.health_loop(), name="mercato-health")
         if self.kv_events is not None:
             self.kv_events.start()

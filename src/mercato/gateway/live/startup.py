@@ -40,6 +40,7 @@ def startup_summary(config: GatewayConfig, policy: str, host: str, port: int,
         "access_log": {"format": log.format, "file": str(log.file) if log.file else "stderr"}
         if log.access_log else None,
         "health_interval_s": config.circuit_breaker.health_interval_s,
+        "prefill_probe": config.prefill_probe.model_dump(),
     }
 
 
@@ -82,10 +83,20 @@ def render_summary(summary: dict[str, Any], fmt: str) -> str:
         else "  api keys: none (buyers named by the body's user field, else anonymous; label other)",
         _limits_line(summary["limits"]),
         f"  access log: {access['format']} to {access['file']}" if access else "  access log: off",
+        _probe_line(summary["prefill_probe"]),
         "  ready (GET /ready) once a backend answers its health check, checked every "
         f"{summary['health_interval_s']:g} s",
     ]
     return "\n".join(lines)
+
+
+def _probe_line(probe: dict[str, Any]) -> str:
+    """Whether each backend's prefill rate is measured at start-up, and how."""
+    if not probe["enabled"]:
+        return "  prefill probes: off (every backend starts from the latency model's prior)"
+    words = " and ".join(f"{w:g}" for w in probe["prompt_words"])
+    return (f"  prefill probes: {probe['repeats']} cold prompt(s) of {words} words at each backend "
+            f"before serving (at most {probe['timeout_s']:g} s)")
 
 
 def _limits_line(limits: dict[str, Any]) -> str:
