@@ -31,6 +31,17 @@ def test_every_router_is_priced_at_the_serving_engines_list_prices():
     assert m["cheapest_cost"] == pytest.approx((cost_a + floor_b) / 2)
 
 
+def test_the_cost_floor_prices_each_request_at_its_own_cheapest_engine():
+    # x is cheaper for input, y for output: the per-kind cheapest prices mix both, which no
+    # single engine charges, so the floor takes the cheaper engine per request instead
+    prices = {"x": (0.03, 0.015, 0.1), "y": (0.05, 0.025, 0.08)}
+    long_prompt, long_answer = _record("y"), _record("x", prompt=10, cached=0, completion=1000)
+    m = cell_metrics([long_prompt, long_answer], prices)
+    floor_prompt = 0.03 * 400 + 0.015 * 600 + 0.1 * 20  # x: 23.0 (y would charge 36.6)
+    floor_answer = 0.05 * 10 + 0.08 * 1000  # y: 80.5 (x would charge 100.3)
+    assert m["cheapest_cost"] == pytest.approx((floor_prompt + floor_answer) / 2)
+
+
 def _row(router, kv, p50, p95, cost, fleet="four", workload="coqa", arrival="burst"):
     return {"fleet": fleet, "workload": workload, "arrival": arrival, "router": router, "kv_hit": kv,
             "ttft_p50_ms": p50, "ttft_p95_ms": p95, "mean_cost": cost, "cheapest_cost": 0.5 * cost}
@@ -56,6 +67,10 @@ def test_the_same_gateway_comparison_and_the_cost_floor():
     assert peer["peer"] == "sglang:cache_aware" and not peer["ttft_p95"]
     assert same["peer"] == "mercato:cache_aware" and same["ttft_p95"] and same["ttft_p50"]
     assert peer["cost_ratio"] == pytest.approx(0.9) and peer["floor_ratio"] == pytest.approx(0.5)
+    assert peer["cost_reachable"]
+    rows[2]["cheapest_cost"] = 8.5  # even the cheapest engine for every request costs 0.85x the peer
+    [peer] = targets(rows)
+    assert peer["floor_ratio"] == pytest.approx(0.85) and not peer["cost_reachable"]
 
 
 def test_cells_over_several_seeds_report_the_mean_and_the_spread():
@@ -103,6 +118,17 @@ def test_a_live_cell_and_the_report(tmp_path):
     assert ("The peer wins 1 of 1 cells" in text) == (not won)
     if not won:  # where the peer wins, the report says so before anything else
         assert text.index("The peer wins") < text.index("Cells won")
+
+
+def test_the_report_names_the_cells_whose_cost_target_no_router_can_reach(tmp_path):
+    rows = [_row("mercato:auction", 0.80, 40, 90, 9.0, workload=w) for w in ("coqa", "quac")]
+    rows += [_row("sglang:cache_aware", 0.80, 45, 95, 10.0, workload=w) | {"cheapest_cost": floor}
+             for w, floor in (("coqa", 8.5), ("quac", 6.0))]
+    report = {"routers": ["mercato:auction", "sglang:cache_aware"], "peers_installed": True, "runs": rows,
+              "rows": rows, "targets": targets(rows)}
+    routing_report.write(report, [], tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "The cost target is out of reach in 1 of 2 cells** (floor above 0.8): four/coqa/burst." in text
 
 
 def test_the_report_carries_the_cache_state_comparison(tmp_path):

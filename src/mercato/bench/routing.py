@@ -9,7 +9,9 @@ come from what the client saw and what the engines reported, computed alike for 
 - TTFT p50 / p95: from just before the request is sent to the first content chunk; the p95 also
   apart for the dialogues' first turns (cold prompts) and their later turns (mostly cached);
 - mean cost: IEMAS Eq. 6 at the serving engine's list prices (each engine names itself in
-  ``system_fingerprint``), so any router's traffic is priced the same way;
+  ``system_fingerprint``), so any router's traffic is priced the same way; beside it the floor
+  (``cheapest_cost``), each request's very tokens priced at the engine that would charge them
+  least: no router that caches as well does better;
 - accuracy: replies scored against the gold answers (the engines read them from OpenAI's
   standard ``metadata``, which every router forwards);
 - welfare: the buyers' realised value (bid 1, delta 0.5, mercato's valuation scales) minus cost.
@@ -101,15 +103,14 @@ def cell_metrics(records: Sequence[RequestRecord], prices: dict[str, tuple[float
     """The bench's metrics of one router's records, priced at the serving engines' list prices."""
     valuation = valuation or ValuationSettings()
     load = summarize(records)
-    # the fleet's cheapest price of each token kind: the cost floor of these very tokens
-    cheapest = tuple(min(p[k] for p in prices.values()) for k in range(3)) if prices else (0.0, 0.0, 0.0)
     costs, floors, welfare = [], [], 0.0
     for r in records:
         if r.error is not None or r.served_by not in prices or r.prompt_tokens is None:
             continue
         cost = _priced(prices[r.served_by], r)
         costs.append(cost)
-        floors.append(_priced(cheapest, r))
+        # the cost floor of these very tokens: each request at the engine that would charge it least
+        floors.append(min(_priced(p, r) for p in prices.values()))
         welfare += realised_value(1.0, 0.5, r.correct, (r.ttft_ms or 0.0) / 1e3, valuation, 0.5) - cost
     return {"requests": load["requests"], "errors": load["errors"], "kv_hit": load["kv_hit_rate"],
             "ttft_p50_ms": load["ttft_p50_ms"], "ttft_p95_ms": load["ttft_p95_ms"],
@@ -208,10 +209,13 @@ def targets(rows: Sequence[dict[str, Any]], peer_name: str | None = None) -> lis
             "cost": ours["mean_cost"] <= COST_RATIO * peer["mean_cost"],
         }
         floor = peer.get("cheapest_cost")
+        floor_ratio = floor / peer["mean_cost"] if floor and peer["mean_cost"] else None
         out.append({"fleet": cell[0], "workload": cell[1], "arrival": cell[2], "peer": name, **checks,
                     "all": all(checks.values()),
                     "cost_ratio": ours["mean_cost"] / peer["mean_cost"] if peer["mean_cost"] else None,
-                    "floor_ratio": floor / peer["mean_cost"] if floor and peer["mean_cost"] else None})
+                    "floor_ratio": floor_ratio,
+                    # False: no router caching as well as the peer can meet the cost target here
+                    "cost_reachable": floor_ratio is None or floor_ratio <= COST_RATIO})
     return out
 
 

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from mercato.bench.routing import COST_RATIO
 from mercato.reporting import fmt, markdown_table, write_csv, write_json
 
 COLUMNS = ("fleet", "workload", "arrival", "router", "seeds", "requests", "errors", "kv_hit", "ttft_p50_ms",
@@ -66,9 +67,16 @@ def _markdown(report: dict[str, Any], ablation: list[dict[str, Any]]) -> str:
         lines += [f"**The peer wins {len(lost)} of {len(checked)} cells** (a cell is won only when the "
                   "auction meets every target against it). Missed targets per cell:", ""]
         lines.append(_missed_table(lost))
+    unreachable = [t for t in checked if not t.get("cost_reachable", True)]
     lines += ["", "`cost ratio` is the auction's mean cost over the peer's; `floor` is the peer's own "
-              "tokens priced at the fleet's cheapest price of each kind, over the peer's cost: a cost "
-              "ratio below it is out of reach for any router.", ""]
+              "tokens, each request priced at the engine that would charge it least, over the peer's "
+              "cost: a cost ratio below it is out of reach for any router that caches as well as the "
+              "peer."]
+    if unreachable:
+        lines += ["", f"**The cost target is out of reach in {len(unreachable)} of {len(checked)} cells** "
+                  f"(floor above {COST_RATIO:g}): {', '.join(_cell(t) for t in unreachable)}. There, "
+                  "even every request at its cheapest engine costs more than the target allows."]
+    lines.append("")
     same = report.get("same_gateway") or []
     if same:
         won = sum(t["all"] for t in same)

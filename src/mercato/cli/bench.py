@@ -318,7 +318,7 @@ def bench_routing(
                  "welfare"])
     print_table("targets: auction vs the cache-aware peer", report["targets"],
                 ["fleet", "workload", "arrival", "peer", "kv_hit", "ttft_p50", "ttft_p95", "cost",
-                 "cost_ratio", "floor_ratio", "all"])
+                 "cost_ratio", "floor_ratio", "cost_reachable", "all"])
     print_table("same gateway: auction vs mercato's cache_aware", report["same_gateway"],
                 ["fleet", "workload", "arrival", "kv_hit", "ttft_p50", "ttft_p95", "cost", "all"])
     if cache_state is not None:
